@@ -70,3 +70,30 @@ TEST_CASE("fatal logs and exits 1") {
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 1);
 }
+
+#include "config/log_setup.hpp"
+
+TEST_CASE("maillog_file must match maillog_file_prefixes") {
+  fs::path dir = fs::temp_directory_path() / ("mta-logsetup-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "main.cf") << "maillog_file = " << (dir / "maillog").string()
+                                 << "\nsyslog_name = postfix/test\n";
+  auto c = mta::config::Config::load(dir.string());
+  // The default prefixes are /var and /dev/stdout.
+  CHECK_THROWS_WITH(mta::config::setup_logging(c, false),
+                    "maillog_file value '" + (dir / "maillog").string() +
+                        "' does not match any prefix in maillog_file_prefixes");
+  c.set_override("maillog_file_prefixes", dir.string());
+  mta::log::init("/usr/sbin/postqueue");
+  mta::config::setup_logging(c, false);
+  mta::log::info("hello");
+  mta::log::set_file("");
+  mta::log::set_stderr(true);
+  std::ifstream in(dir / "maillog");
+  std::string line;
+  std::getline(in, line);
+  fs::remove_all(dir);
+  CHECK(line.find(" postfix/test/postqueue[") != std::string::npos);
+  CHECK(line.size() > 6);
+  CHECK(line.substr(line.size() - 8) == "]: hello");
+}
