@@ -230,12 +230,11 @@ bool matches(const std::vector<std::string>& patterns, const config::MasterEntry
 }
 
 std::vector<config::MasterEntry> load_master(const Options& o) {
-  config::LoadOptions lo;
-  lo.read_main_cf = false;
-  lo.read_master_cf = true;
-  Config c = Config::load(o.dir, lo);
-  for (const std::string& w : c.warnings()) log::warning("%s", w.c_str());
-  return c.services();
+  std::string path = o.dir + "/master.cf";
+  std::vector<std::string> warnings;
+  auto entries = config::parse_master_cf(config::read_file(path), path, &warnings);
+  for (const std::string& w : warnings) log::warning("%s", w.c_str());
+  return entries;
 }
 
 int show_master(const Options& o) {
@@ -315,7 +314,7 @@ int run(int argc, char** argv) {
   o.dir = Config::default_config_dir();
   int c;
   opterr = 0;
-  while ((c = getopt(argc, argv, "aAc:deEfFhHlmMno:pPvxX#")) != -1) {
+  while ((c = getopt(argc, argv, "aAbc:deEfFhHlmMno:pPtT:vxX#")) != -1) {
     switch (c) {
       case 'a': case 'A': case 'l': case 'm': o.list_types = static_cast<char>(c); break;
       case 'c': o.dir = optarg; break;
@@ -335,6 +334,8 @@ int run(int argc, char** argv) {
         break;
       }
       case 'p': break;
+      case 'b': case 't': case 'T':
+        log::fatal("-%c: not supported by this version", c);
       case 'P': o.parameters = true; break;
       case 'v': log::set_verbose(log::verbose_level() + 1); break;
       case 'x': o.expand = true; break;

@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
-#include <sys/stat.h>
 
 #include "config/host_defaults.hpp"
 
@@ -30,17 +29,23 @@ Config Config::load(const std::string& config_dir, const LoadOptions& options) {
       c.main_["config_directory"] = config_dir;
   }
   if (options.read_master_cf) {
+    // Without master.cf there are no per-service parameters; Postfix warns
+    // and goes on, and so do we (programs that need the services, such as
+    // postconf -M and master, read the file themselves and fail).
     std::string path = c.master_cf_path();
-    struct stat st{};
-    if (::stat(path.c_str(), &st) == 0 || options.read_main_cf) {
-      c.services_ = parse_master_cf(read_file(path), path, &c.warnings_);
-      for (const MasterEntry& e : c.services_) {
-        if (e.argv.empty() || !is_delivery_agent_command(e.argv[0])) continue;
-        for (const ServiceParameterTemplate& t : service_parameter_templates()) {
-          if (t.pipe_only && e.argv[0] != "pipe") continue;
-          std::string name = e.service + std::string(t.suffix);
-          if (!find_parameter(name)) c.service_params_.emplace(name, t.default_value);
-        }
+    std::string text;
+    try {
+      text = read_file(path);
+    } catch (const ConfigError& e) {
+      c.warnings_.push_back(e.what());
+    }
+    c.services_ = parse_master_cf(text, path, &c.warnings_);
+    for (const MasterEntry& e : c.services_) {
+      if (e.argv.empty() || !is_delivery_agent_command(e.argv[0])) continue;
+      for (const ServiceParameterTemplate& t : service_parameter_templates()) {
+        if (t.pipe_only && e.argv[0] != "pipe") continue;
+        std::string name = e.service + std::string(t.suffix);
+        if (!find_parameter(name)) c.service_params_.emplace(name, t.default_value);
       }
     }
   }
