@@ -23,6 +23,7 @@
 #include "config/atomic_file.hpp"
 #include "config/config.hpp"
 #include "log/log.hpp"
+#include "maps/dict.hpp"
 #include "postconf/postconf.hpp"
 
 namespace mta::postconf {
@@ -303,8 +304,7 @@ int list_types(char which) {
     case 'a': std::cout << "cyrus\ndovecot\n"; break;
     case 'A': std::cout << "cyrus\n"; break;
     default:
-      // Map types arrive with the maps library (M2); until then say so.
-      log::fatal("-m: no lookup table types are built into this version yet");
+      for (const std::string& t : maps::dict_types()) std::cout << t << '\n';
   }
   return 0;
 }

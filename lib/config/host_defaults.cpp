@@ -103,7 +103,8 @@ std::string compute_mynetworks(std::string_view style, std::string_view inet_pro
       }
       apply_prefix(a.s6_addr, 16, prefix);
       inet_ntop(AF_INET6, &a, text, sizeof text);
-      std::string net = "[" + std::string(text) + "]/" + std::to_string(prefix);
+      std::string net = "[";
+      net.append(text).append("]/").append(std::to_string(prefix));
       if (std::find(six.begin(), six.end(), net) == six.end()) six.push_back(net);
     }
   }

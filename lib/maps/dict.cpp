@@ -1,0 +1,120 @@
+// dict.cpp: the Dict base, the surrogate table and the type registry.
+#include "maps/dict.hpp"
+
+#include <algorithm>
+
+#include "maps/dict_types.hpp"
+
+namespace mta::maps {
+
+std::string Dict::fold_key(std::string_view key) const {
+  std::string k(key);
+  for (char& c : k)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return k;
+}
+
+Result Dict::lookup(std::string_view key) {
+  if (fold_fixed_ && !pattern_) return do_lookup(fold_key(key));
+  return do_lookup(key);
+}
+
+Result Dict::update(std::string_view, std::string_view) {
+  return Result::fail("table " + spec() + " does not support update operations");
+}
+
+Status Dict::remove(std::string_view) { return Status::error; }
+
+bool Dict::sequence(bool, std::string*, std::string*, std::string* error) {
+  if (error) *error = "table " + spec() + " does not support sequence operations";
+  return false;
+}
+
+namespace {
+
+class SurrogateDict : public Dict {
+ public:
+  SurrogateDict(std::string type, std::string name, std::string error)
+      : Dict(std::move(type), std::move(name), false), error_(std::move(error)) {}
+  Result update(std::string_view, std::string_view) override { return Result::fail(error_); }
+  bool sequence(bool, std::string*, std::string*, std::string* error) override {
+    if (error) *error = error_;
+    return false;
+  }
+
+ protected:
+  Result do_lookup(std::string_view) override { return Result::fail(error_); }
+
+ private:
+  std::string error_;
+};
+
+struct TypeEntry {
+  std::string_view type;
+  DictPtr (*open)(std::string_view, const OpenFlags&);
+};
+
+// Sorted by type name.
+constexpr TypeEntry kTypes[] = {
+    {"btree", open_btree},
+    {"fail", open_fail},
+    {"hash", open_hash},
+    {"inline", open_inline},
+    {"static", open_static},
+    {"texthash", open_texthash},
+    {"unix", open_unix},
+};
+
+const TypeEntry* find_type(std::string_view type) {
+  for (const TypeEntry& t : kTypes)
+    if (t.type == type) return &t;
+  return nullptr;
+}
+
+void split_spec(std::string_view spec, std::string_view default_type, std::string_view* type,
+                std::string_view* name) {
+  size_t colon = spec.find(':');
+  // "/path:with:colons" has no type; a type is a word before the first colon.
+  bool has_type = colon != std::string_view::npos && colon > 0 &&
+                  std::all_of(spec.begin(), spec.begin() + static_cast<long>(colon), [](char c) {
+                    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+                  });
+  *type = has_type ? spec.substr(0, colon) : default_type;
+  *name = has_type ? spec.substr(colon + 1) : spec;
+}
+
+}  // namespace
+
+DictPtr make_surrogate(std::string type, std::string name, std::string error) {
+  return std::make_unique<SurrogateDict>(std::move(type), std::move(name), std::move(error));
+}
+
+DictPtr open_dict_or_throw(std::string_view spec, const OpenFlags& flags, std::string_view default_type) {
+  std::string_view type, name;
+  split_spec(spec, default_type, &type, &name);
+  const TypeEntry* t = find_type(type);
+  if (!t) throw DictError("unsupported dictionary type: " + std::string(type));
+  DictPtr d = t->open(name, flags);
+  d->set_fold_fixed(flags.fold_fixed);
+  return d;
+}
+
+DictPtr open_dict(std::string_view spec, const OpenFlags& flags, std::string_view default_type) {
+  try {
+    return open_dict_or_throw(spec, flags, default_type);
+  } catch (const DictError& e) {
+    std::string_view type, name;
+    split_spec(spec, default_type, &type, &name);
+    return make_surrogate(std::string(type), std::string(name), e.what());
+  }
+}
+
+std::vector<std::string> dict_types() {
+  std::vector<std::string> out;
+  for (const TypeEntry& t : kTypes) out.emplace_back(t.type);
+  return out;
+}
+
+bool is_known_type(std::string_view type) { return find_type(type) != nullptr; }
+
+}  // namespace mta::maps
