@@ -10,13 +10,15 @@
 #include <set>
 
 #include "config/config_file.hpp"
+#include "log/log.hpp"
 #include "postconf/postconf.hpp"
 
 namespace mta::postconf {
 using config::ConfigError;
 using config::is_blank;
 
-std::string edit_main_cf(const std::string& text, Edit edit, const std::vector<std::string>& args) {
+std::string edit_main_cf(const std::string& text, const std::string& path, Edit edit,
+                         const std::vector<std::string>& args) {
   std::map<std::string, std::string> values;  // name -> new value (set)
   std::vector<std::string> order;
   std::set<std::string> names;
@@ -60,7 +62,8 @@ std::string edit_main_cf(const std::string& text, Edit edit, const std::vector<s
       out += line + "\n";
       continue;
     }
-    done.insert(name);
+    if (!done.insert(name).second && edit == Edit::set)
+      log::warning("%s: multiple entries for \"%s\"", path.c_str(), name.c_str());
     if (edit == Edit::set) out += name + " = " + values[name] + "\n";
     else if (edit == Edit::comment) out += "#" + line + "\n";
   }

@@ -8,6 +8,7 @@
 
 #include "config/config_file.hpp"
 #include "config/master_cf.hpp"
+#include "log/log.hpp"
 #include "postconf/postconf.hpp"
 
 namespace mta::postconf {
@@ -22,6 +23,7 @@ struct PhysicalEntry {
   bool removed = false;
   bool commented = false;
   bool changed = false;
+  bool moves = false;  // Postfix writes an entry rewritten by -Fe/-Pe after the comments below it
 };
 
 std::vector<PhysicalEntry> group_lines(const std::string& text, const std::string& path) {
@@ -184,34 +186,39 @@ std::string edit_master_cf(const std::string& text, const std::string& path, Mas
       continue;
     }
     if (!target) {
-      if (scope == MasterScope::entry) continue;  // nothing to remove
-      throw ConfigError("service \"" + parts[0] + "/" + parts[1] + "\" not found");
+      if (scope != MasterScope::entry) log::warning("unmatched service_name/type: \"%s\"", arg.c_str());
+      continue;  // nothing to change
     }
     if (scope == MasterScope::entry) {
       if (edit == Edit::remove) target->removed = true;
       else target->commented = true;
     } else if (scope == MasterScope::field) {
       set_field(*target->entry, parts[2], value, path);
-      target->changed = true;
+      target->changed = target->moves = true;
     } else {
       set_parameter(*target->entry, parts[2], edit == Edit::set ? std::optional(value) : std::nullopt);
-      target->changed = true;
+      target->changed = target->moves = true;
     }
   }
   std::string out;
+  std::string deferred;  // a moved entry waits for the next entry or the end
   for (const PhysicalEntry& p : all) {
+    if (p.entry && !deferred.empty()) {
+      out += deferred;
+      deferred.clear();
+    }
     if (p.removed) continue;
     if (p.commented) {
       for (const std::string& l : p.lines) out += "#" + l + "\n";
       continue;
     }
     if (p.changed) {
-      out += config::format_master_entry(*p.entry, true) + "\n";
+      (p.moves ? deferred : out) += config::format_master_entry(*p.entry, true) + "\n";
       continue;
     }
     for (const std::string& l : p.lines) out += l + "\n";
   }
-  return out;
+  return out + deferred;
 }
 
 }  // namespace mta::postconf

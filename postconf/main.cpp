@@ -108,18 +108,6 @@ void print_parameter(const Options& o, const std::string& name, const std::strin
   std::cout << line << '\n';
 }
 
-class WarningSource : public config::MacroSource {
- public:
-  WarningSource(const Config& c) : c_(c) {}
-  std::optional<std::string> lookup(std::string_view name) const override { return c_.lookup(name); }
-  void undefined(std::string_view name) const override {
-    log::warning("%s: undefined parameter: %.*s", c_.main_cf_path().c_str(),
-                 static_cast<int>(name.size()), name.data());
-  }
- private:
-  const Config& c_;
-};
-
 // Names that some value refers to: they make main.cf parameters of those
 // names "user-defined" rather than unused.
 std::set<std::string> referenced_names(const Config& c) {
@@ -151,9 +139,26 @@ void warn_unused(const Config& c, const std::set<std::string>& refs) {
                      value.c_str());
 }
 
-// Postfix reports bad references in main.cf values before it shows anything.
+// Postfix reports bad references in main.cf values before it shows
+// anything: syntax errors and references to undefined parameters, one value
+// at a time (a loop is reported when a value is expanded, not here).
+class ShallowSource : public config::MacroSource {
+ public:
+  explicit ShallowSource(const Config& c) : c_(c) {}
+  std::optional<std::string> lookup(std::string_view name) const override {
+    if (c_.lookup(name)) return std::string();  // defined: do not descend
+    return std::nullopt;
+  }
+  void undefined(std::string_view name) const override {
+    log::warning("%s: undefined parameter: %.*s", c_.main_cf_path().c_str(),
+                 static_cast<int>(name.size()), name.data());
+  }
+ private:
+  const Config& c_;
+};
+
 void check_main_cf_values(const Config& c) {
-  WarningSource source(c);
+  ShallowSource source(c);
   for (const auto& [name, value] : c.explicit_values()) {
     try {
       config::expand(value, source);
@@ -193,8 +198,9 @@ int show_parameters(const Options& o) {
   for (const std::string& name : names) {
     std::optional<std::string> value = o.defaults ? c.default_value(name) : c.lookup(name);
     bool known = o.defaults ? c.is_builtin(name) : is_known(c, refs, name);
-    if (!known && !(o.non_default && c.explicit_value(name))) {
-      log::warning("%s: unknown parameter", name.c_str());
+    if (!known) {
+      // -n leaves unused main.cf parameters to the "unused parameter" warning.
+      if (!(o.non_default && o.args.empty())) log::warning("%s: unknown parameter", name.c_str());
       continue;
     }
     std::string shown = value.value_or("");
@@ -287,7 +293,7 @@ int edit_files(const Options& o) {
   }
   std::string updated;
   if (!master_file) {
-    updated = edit_main_cf(text, edit, o.args);
+    updated = edit_main_cf(text, path, edit, o.args);
   } else {
     MasterScope scope = o.master ? MasterScope::entry : o.fields ? MasterScope::field : MasterScope::parameter;
     if (scope == MasterScope::field && edit != Edit::set) log::fatal("-F supports only -e");

@@ -10,7 +10,8 @@ enum class Edit { none, set, remove, comment };
 
 // main.cf editing (-e, -X, -#): returns the new text of main.cf.
 // For Edit::set, args are "name=value"; otherwise parameter names.
-std::string edit_main_cf(const std::string& text, Edit edit, const std::vector<std::string>& args);
+std::string edit_main_cf(const std::string& text, const std::string& path, Edit edit,
+                         const std::vector<std::string>& args);
 
 // master.cf editing (-Me, -MX, -M#, -Fe, -Pe, -PX): returns the new text.
 enum class MasterScope { entry, field, parameter };

@@ -13,7 +13,16 @@ bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' |
 std::vector<LogicalLine> split_logical_lines(std::string_view text, const std::string& path,
                                              std::vector<std::string>* warnings) {
   std::vector<LogicalLine> out;
-  bool open_line = false;  // may the next indented line continue out.back()?
+  enum { none, open, orphan } state = none;  // what an indented line continues
+  std::string orphan_text;
+  auto flush_orphan = [&] {
+    if (state != orphan) return;
+    if (warnings) {
+      std::string shown = orphan_text.size() > 30 ? orphan_text.substr(0, 30) + "..." : orphan_text;
+      warnings->push_back(path + ": logical line must not start with whitespace: \"" + shown + "\"");
+    }
+    orphan_text.clear();
+  };
   int number = 0;
   size_t pos = 0;
   while (pos < text.size()) {
@@ -25,17 +34,19 @@ std::vector<LogicalLine> split_logical_lines(std::string_view text, const std::s
     while (first < line.size() && is_blank(line[first])) ++first;
     if (first == line.size() || line[first] == '#') continue;
     if (first > 0) {
-      if (open_line) {
+      if (state == open) {
         out.back().text += line;
-      } else if (warnings) {
-        warnings->push_back(path + ": logical line must not start with whitespace: \"" +
-                            std::string(line) + "\"");
+      } else {
+        state = orphan;  // reported once per logical line, then ignored
+        orphan_text += line;
       }
       continue;
     }
+    flush_orphan();
     out.push_back({std::string(line), number});
-    open_line = true;
+    state = open;
   }
+  flush_orphan();
   for (auto& l : out)
     while (!l.text.empty() && is_blank(l.text.back())) l.text.pop_back();
   return out;
@@ -76,6 +87,14 @@ std::vector<Assignment> parse_main_cf(std::string_view text, const std::string& 
     std::string err = split_name_value(l.text, &a.name, &a.value);
     if (!err.empty()) throw ConfigError(path + ", line " + std::to_string(l.line) + ": " + err);
     a.line = l.line;
+    // A second assignment with another value is legal but often a mistake.
+    for (auto it = out.rbegin(); warnings && it != out.rend(); ++it) {
+      if (it->name != a.name) continue;
+      if (it->value != a.value)
+        warnings->push_back(path + ", line " + std::to_string(a.line) + ": overriding earlier entry: " +
+                            it->name + "=" + it->value);
+      break;
+    }
     out.push_back(std::move(a));
   }
   return out;

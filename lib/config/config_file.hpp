@@ -44,7 +44,8 @@ struct Assignment {
 // Returns an error text (Postfix's) or an empty string on success.
 std::string split_name_value(std::string_view text, std::string* name, std::string* value);
 
-// Every assignment of a main.cf, in file order; throws ConfigError with
+// Every assignment of a main.cf, in file order (a later assignment of
+// another value is reported, as Postfix does); throws ConfigError with
 // "PATH, line N: missing '=' after attribute name: "TEXT"" and the like.
 std::vector<Assignment> parse_main_cf(std::string_view text, const std::string& path,
                                       std::vector<std::string>* warnings);

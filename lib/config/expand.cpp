@@ -98,7 +98,7 @@ class Expander {
 
  private:
   std::string value_of(std::string_view name, int level) {
-    if (level >= kMaxMacroNesting)
+    if (level > kMaxMacroNesting)
       throw ExpandError("unreasonable macro call nesting: " + quoted(name));
     std::optional<std::string> raw = source_.lookup(name);
     if (!raw) {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "log/log.hpp"
 #include "maps/dict_types.hpp"
 
 namespace mta::maps {
@@ -15,8 +16,14 @@ std::string Dict::fold_key(std::string_view key) const {
 }
 
 Result Dict::lookup(std::string_view key) {
-  if (fold_fixed_ && !pattern_) return do_lookup(fold_key(key));
-  return do_lookup(key);
+  Result r = fold_fixed_ && !pattern_ ? do_lookup(fold_key(key)) : do_lookup(key);
+  if (r.found() && r.value.empty()) {
+    // Postfix's dict layer says so too: an empty result reads as "found".
+    log::warning("table %s: key %.*s: empty string result is not allowed", spec().c_str(),
+                 static_cast<int>(key.size()), key.data());
+    log::warning("table %s should return NO RESULT in case of NOT FOUND", spec().c_str());
+  }
+  return r;
 }
 
 Result Dict::update(std::string_view, std::string_view) {
@@ -57,9 +64,12 @@ struct TypeEntry {
 // Sorted by type name.
 constexpr TypeEntry kTypes[] = {
     {"btree", open_btree},
+    {"cidr", open_cidr},
     {"fail", open_fail},
     {"hash", open_hash},
     {"inline", open_inline},
+    {"pcre", open_pcre},
+    {"regexp", open_regexp},
     {"static", open_static},
     {"texthash", open_texthash},
     {"unix", open_unix},
@@ -92,6 +102,8 @@ DictPtr make_surrogate(std::string type, std::string name, std::string error) {
 DictPtr open_dict_or_throw(std::string_view spec, const OpenFlags& flags, std::string_view default_type) {
   std::string_view type, name;
   split_spec(spec, default_type, &type, &name);
+  if (name.empty())
+    throw DictError("open dictionary: expecting \"type:name\" form instead of \"" + std::string(spec) + "\"");
   const TypeEntry* t = find_type(type);
   if (!t) throw DictError("unsupported dictionary type: " + std::string(type));
   DictPtr d = t->open(name, flags);

@@ -13,6 +13,7 @@
 #include <array>
 #include <climits>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 

@@ -217,6 +217,9 @@ class DbDict : public Dict {
     if (int ret = db_create(&db, nullptr, 0); ret != 0)
       throw DictError("create DB database: " + std::string(db_strerror(ret)));
     db_.reset(db);
+    // Berkeley DB would print its own diagnostics on stderr; the error we
+    // return says what matters, and -v shows the library's words too.
+    db->set_errcall(db, [](const DB_ENV*, const char*, const char* msg) { log::debug("Berkeley DB: %s", msg); });
     db->set_cachesize(db, 0, cache, 0);
     if (db_type == DB_HASH) db->set_h_nelem(db, 4096);  // as Postfix sizes a new hash table
   }

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdarg>
+#include <cstdio>
 #include <cstring>
 
 #include "log/log.hpp"
@@ -182,13 +183,16 @@ std::vector<TableLine> read_table_lines(std::string_view type, std::string_view 
 }
 
 void RuleSource::warn(const char* fmt, ...) const {
-  char body[2048];
-  va_list ap;
+  va_list ap, again;
   va_start(ap, fmt);
-  std::vsnprintf(body, sizeof body, fmt, ap);
+  va_copy(again, ap);
+  int n = std::vsnprintf(nullptr, 0, fmt, ap);
   va_end(ap);
+  std::string body(n > 0 ? static_cast<size_t>(n) : 0, '\0');
+  if (n > 0) std::vsnprintf(body.data(), body.size() + 1, fmt, again);
+  va_end(again);
   mta::log::warning("%.*s map %.*s, line %d: %s", static_cast<int>(type.size()), type.data(),
-                    static_cast<int>(map.size()), map.data(), lineno, body);
+                    static_cast<int>(map.size()), map.data(), lineno, body.c_str());
 }
 
 // mac_parse() semantics: "$$" is a '$'; "$name" takes [A-Za-z0-9_]; "${..}"

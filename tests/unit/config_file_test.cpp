@@ -28,7 +28,22 @@ TEST_CASE("comments, blank lines and continuation lines") {
   CHECK(a[2].line == 8);
   CHECK(a[3].name == "empty");
   CHECK(a[3].value.empty());
+  // Postfix warns when a later assignment changes an earlier value.
+  CHECK(warnings == std::vector<std::string>{"main.cf, line 8: overriding earlier entry: b=1"});
+}
+
+TEST_CASE("the same value twice is not reported") {
+  std::vector<std::string> warnings;
+  parse_main_cf("a = 1\na = 1\n", "main.cf", &warnings);
   CHECK(warnings.empty());
+}
+
+TEST_CASE("an orphan continuation is reported once, shortened to 30 characters") {
+  std::vector<std::string> warnings;
+  auto a = parse_main_cf("  first orphan line that is rather long\n  more of it\ny = 2\n", "m", &warnings);
+  CHECK(a.size() == 1);
+  CHECK(warnings == std::vector<std::string>{
+                        "m: logical line must not start with whitespace: \"  first orphan line that is ra...\""});
 }
 
 TEST_CASE("a first line that starts with whitespace is reported and ignored") {

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# postconf editing (-e, -X, -#; -M, -F, -P with e, X, #) on copies of Debian's main.cf and
+# master.cf. Each step runs on two identical copies, one edited by our postconf and one by the
+# real Postfix (postfix-oracle): the resulting files must be byte-identical and the step's
+# record (stdout, stderr, exit status, changes to main.cf and master.cf) the same. Without the
+# oracle, each record must match the real Postfix's, stored in tests/data/postconf/edit.txt.
+. "$(dirname "$0")/lib.sh.inc"
+TRANSCRIPT=$GOLDEN/edit.txt
+NEW=$T/edit.txt.new
+
+# compare NAME: ours' record ($T/ours.rec) against the real one's or the golden one.
+compare() {
+  local name=$1 who
+  if [ "$MODE" = oracle ]; then
+    [ -n "$UPDATE" ] && cat "$T/real.rec" >>"$NEW"
+    check "$name" "$T/real.rec" "$T/ours.rec"
+    for who in real ours; do
+      { echo "=== main.cf"; cat "$T/$who/main.cf"; echo "=== master.cf"; cat "$T/$who/master.cf"; } >"$T/$who.files"
+    done
+    check "$name: main.cf and master.cf byte-identical to the real ones" "$T/real.files" "$T/ours.files"
+  else
+    section "$TRANSCRIPT" "$name" >"$T/golden.rec"
+    check "$name" "$T/golden.rec" "$T/ours.rec"
+  fi
+}
+
+# step NAME ARGS...: run postconf -c DIR ARGS on each copy, record and compare what it did.
+step() {
+  local name=$1 who f; shift
+  for who in $WHOS; do
+    for f in main.cf master.cf; do cp "$T/$who/$f" "$T/$who.before.$f"; done
+    pc "$who" "$T/$who" "$@"
+    {
+      echo "@@@@ $name"; echo "\$ postconf $*"; echo "exit: $(cat "$T/$who.rc")"
+      echo "--- stdout"; cat "$T/$who.out"; echo "--- stderr"; cat "$T/$who.err"
+      for f in main.cf master.cf; do echo "--- $f changes"; diff "$T/$who.before.$f" "$T/$who/$f"; done
+    } >"$T/$who.rec"
+  done
+  compare "$name"
+}
+
+# snapshot NAME FILE: the whole FILE as it is now.
+snapshot() {
+  local who
+  for who in $WHOS; do { echo "@@@@ $1"; cat "$T/$who/$2"; } >"$T/$who.rec"; done
+  compare "$1"
+}
+
+setup() {  # [MAIN [MASTER]]: fresh identical copies for each side
+  local who; for who in $WHOS; do fresh "$T/$who" "$@"; done
+}
+O=$T/ours
+
+# --- main.cf: Debian's default
+setup
+step "-e replaces existing" -e 'myhostname = x.example' 'relayhost = [r]:25'
+assert "-e replaced myhostname in place" grep -qx 'myhostname = x.example' "$O/main.cf"
+step "-n after -e replace" -n
+step "-e appends a new parameter" -e 'message_size_limit = 1000'
+assert "-e appended message_size_limit" test "$(tail -n 1 "$O/main.cf")" = "message_size_limit = 1000"
+step "-n after -e append" -n
+step "-X removes, ignores nonexistent names" -X biff nonexistent_name message_size_limit
+assert "-X removed biff" eval '! grep -q "^biff" "$O/main.cf"'
+step "-n after -X" -n
+step "-# comments out" -# append_dot_mydomain nonexistent_name
+assert "-# commented out append_dot_mydomain" grep -qx '#append_dot_mydomain = no' "$O/main.cf"
+step "-n after -#" -n
+
+# --- main.cf with continuation lines and two active assignments of one name
+cat >"$T/cont.cf" <<'EOF'
+# constructed: continuation lines, duplicates
+smtpd_recipient_restrictions =
+    permit_mynetworks,
+    # indented comment inside
+
+    reject_unauth_destination
+mydestination = a
+biff = no
+mydestination = b,
+    c
+#mydestination = commented
+relayhost = [old]
+    continued
+myorigin = $mydomain
+EOF
+setup "$T/cont.cf"
+step "-e replaces a parameter with continuation lines" -e 'smtpd_recipient_restrictions = reject'
+assert "continuation lines gone, indented comment kept" eval \
+  'grep -qx "    # indented comment inside" "$O/main.cf" && ! grep -q "permit_mynetworks\|reject_unauth" "$O/main.cf"'
+step "-n after continuation replace" -n
+step "-e replaces both active assignments" -e 'mydestination = z'
+assert "both mydestination lines replaced, commented one kept" eval \
+  'test "$(grep -c "^mydestination = z\$" "$O/main.cf")" = 2 && grep -qx "#mydestination = commented" "$O/main.cf"'
+step "-n after duplicate replace" -n
+step "-# comments out continuation lines" -# relayhost nonexistent_name
+assert "-# commented out the continuation line" grep -qx '#    continued' "$O/main.cf"
+step "-X after -#" -X myorigin
+step "-n after -X on constructed main.cf" -n
+snapshot "resulting constructed main.cf" main.cf
+
+# --- master.cf: Debian's default
+setup
+step "-Pe smtp/inet" -Pe 'smtp/inet/smtpd_tls_security_level=may'
+step "-PX smtp/inet" -PX smtp/inet/smtpd_tls_security_level
+step "-MX smtp/inet" -MX smtp/inet
+step "-M# pickup/unix" -M# pickup/unix
+step "-Me submission/inet" -Me 'submission/inet = submission inet n - y - - smtpd -o syslog_name=postfix/submission'
+step "-Fe smtp/unix/chroot=n" -Fe 'smtp/unix/chroot=n'
+step "-Pe on a removed service" -Pe 'smtp/inet/smtpd_tls_security_level=may'
+step "-M after master.cf edits" -M
+step "-P after master.cf edits" -P
+snapshot "resulting master.cf" master.cf
+
+# --- errors: nothing changes, exit status 1
+setup
+step "-e 'bad name=1'" -e 'bad name=1'
+expect_err "-e 'bad name=1' is fatal" 1 "fatal: missing '=' after attribute name: \"bad name=1\""
+step "-e without argument" -e
+expect_err "-e without argument is fatal" 1 "fatal: -e requires name=value argument"
+for who in $WHOS; do mkdir "$T/$who/main.cf.tmp" "$T/$who/master.cf.tmp"; done
+step "-e with unwritable main.cf.tmp" -e 'biff = yes'
+expect_err "-e with unwritable main.cf.tmp is fatal" 1 "fatal: open @DIR@/main.cf.tmp: Is a directory"
+assert "main.cf unchanged after failed -e" cmp -s "$DATA/debian-main.cf" "$O/main.cf"
+step "-M# with unwritable master.cf.tmp" -M# pickup/unix
+expect_err "-M# with unwritable master.cf.tmp is fatal" 1 "fatal: open @DIR@/master.cf.tmp: Is a directory"
+assert "master.cf unchanged after failed -M#" cmp -s "$DATA/debian-master.cf" "$O/master.cf"
+
+if [ -n "$UPDATE" ]; then mkdir -p "$GOLDEN" && cp "$NEW" "$TRANSCRIPT" && echo "# wrote $TRANSCRIPT"; fi
+finish
