@@ -101,6 +101,7 @@ void build(const Options& o, const config::Config& c, const std::string& spec) {
   OpenFlags flags = o.flags;
   flags.create = true;
   flags.create_mode = o.default_mode ? 0644 : (st.st_mode & 0777);
+  flags.size_hint = static_cast<size_t>(st.st_size);
   DictPtr d = open_or_die(spec, flags);
   for (const maps::SourceEntry& e : entries) add_entry(*d, e.key, e.value);
   if (o.tool != Tool::postmap) {
@@ -202,6 +203,7 @@ int incremental(const Options& o, const std::vector<std::string>& specs) {
 }
 
 int run(int argc, char** argv, Tool tool) {
+  std::ios::sync_with_stdio(false);
   Options o;
   o.tool = tool;
   o.config_dir = config::Config::default_config_dir();

@@ -47,6 +47,7 @@ struct OpenFlags {
   Duplicates duplicates = Duplicates::warn;
   NulKeys keys = NulKeys::auto_detect;
   unsigned create_mode = 0644;  // permissions of a newly built table file
+  size_t size_hint = 0;         // bytes of source text, to size a build's cache
 };
 
 class Dict {

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -272,7 +273,11 @@ class DbDict : public Dict {
     }
     if (tmp_fd_.get() < 0) throw DictError("lock " + tmp_path_ + ": too many attempts");
     if (::ftruncate(tmp_fd_.get(), 0) != 0) throw DictError("truncate " + tmp_path_ + ": " + std::strerror(errno));
-    make_db(db_type, kCreateCacheSize);
+    // Postfix builds with a 16 MB cache (berkeley_db_create_buffer_size);
+    // a cache that holds the whole table turns the build's page writes into
+    // one sequential flush, so a big table gets a bigger one, up to 1 GB.
+    size_t cache = std::clamp<size_t>(flags_.size_hint * 3, kCreateCacheSize, size_t{1} << 30);
+    make_db(db_type, static_cast<unsigned>(cache));
     if (int ret = db_->open(db_.get(), nullptr, tmp_path_.c_str(), nullptr, db_type, DB_CREATE | DB_TRUNCATE, 0644);
         ret != 0)
       throw DictError("open database " + tmp_path_ + ": " + db_strerror(ret));

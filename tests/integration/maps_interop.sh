@@ -145,5 +145,41 @@ ours postmap texthash:"$T/keyonly" 2>"$T/err"
 same "texthash cannot be built" \
   "postmap: fatal: unsupported dictionary type: texthash does not support bulk-mode creation." "$(cat "$T/err")"
 
+# A truncated .db: an error, never a silent "not found".
+cp "$T/upd.db" "$T/trunc.db"; truncate -s 100 "$T/trunc.db"
+ours postmap -q new.key "$T/trunc" >/dev/null 2>"$T/err"; rc=$?
+same "a truncated .db is an error" 1 $rc
+if grep -q '^postmap: fatal: ' "$T/err"; then ok "a truncated .db gives a fatal message"; else bad "a truncated .db gives a fatal message" "$(cat "$T/err")"; fi
+
+# Two builds at once never mix: the table afterwards is one of the two.
+awk 'BEGIN { for (i = 0; i < 20000; i++) print "a" i, "one" }' > "$T/race1"
+awk 'BEGIN { for (i = 0; i < 20000; i++) print "a" i, "two" }' > "$T/race2"
+cp "$T/race1" "$T/race"
+for i in 1 2 3; do
+  cp "$T/race1" "$T/race"; ours postmap "$T/race" & p1=$!
+  cp "$T/race2" "$T/race"; ours postmap "$T/race" & p2=$!
+  wait $p1 $p2
+done
+n1=$(ours postmap -s "$T/race" | grep -c 'one$'); n2=$(ours postmap -s "$T/race" | grep -c 'two$')
+if { [ "$n1" = 20000 ] && [ "$n2" = 0 ]; } || { [ "$n1" = 0 ] && [ "$n2" = 20000 ]; }; then
+  ok "concurrent builds leave one whole table ($n1/$n2)"
+else
+  bad "concurrent builds leave one whole table" "one=$n1 two=$n2"
+fi
+[ ! -e "$T/race.db.tmp" ] && ok "no temporary file is left behind" || bad "no temporary file is left behind"
+
+# Long lines and values are accepted.
+long=$(head -c 200000 /dev/zero | tr '\0' x)
+printf 'longkey %s\n' "$long" > "$T/long"
+ours postmap "$T/long"
+same "a 200 KB value round-trips" 200000 "$(ours postmap -q longkey "$T/long" | tr -d '\n' | wc -c)"
+
+# newaliases builds every alias_database.
+cp "$T/aliases" "$T/na1"; printf 'other: root\n' > "$T/na2"
+printf 'compatibility_level = 3.6\nmyhostname = host.example\nalias_database = hash:%s, btree:%s\n' "$T/na1" "$T/na2" > "$T/ours/main.cf"
+MAIL_CONFIG=$T/ours "$MTA_BIN/newaliases"; same "newaliases exits 0" 0 $?
+same "newaliases built the hash table" "admin, backup@example.com" "$(ours postalias -q root "hash:$T/na1")"
+same "newaliases built the btree table" "root" "$(ours postalias -q other "btree:$T/na2")"
+
 echo "# $CHECKS checks, $FAILS failed"
 [ $FAILS = 0 ]

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# bench/postmap.sh: our postmap against the real Postfix 3.7 postmap, in one run.
+# Builds a hash table of N entries (default 1,000,000) with each, then runs Q
+# (default 100,000) random lookups through `postmap -q -` on each, and prints
+# the times and the ratios ours/Postfix (target: <= 1.0 for both).
+# usage: bench/postmap.sh [N [Q]]     (needs ../shared/tools/postfix-oracle)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+n=${1:-1000000} q=${2:-100000}
+oracle=${POSTFIX_ORACLE:-$top/../shared/tools/postfix-oracle}
+[ -x "$oracle" ] || { echo "bench: needs postfix-oracle at $oracle" >&2; exit 1; }
+"$oracle" install >/dev/null
+[ -x "$top/build/bin/postmap" ] || "$top/scripts/setup"
+w=$(mktemp -d); trap 'rm -rf "$w"' EXIT
+mkdir -p "$w/ours" "$w/real"
+printf 'compatibility_level = 3.6\n' > "$w/ours/main.cf"; : > "$w/ours/master.cf"
+"$oracle" config "$w/real" >/dev/null 2>&1
+awk -v n="$n" 'BEGIN { for (i = 0; i < n; i++) printf "user%d@example%d.com\tsmtp:[relay%d.example.net]:25\n", i, i % 997, i % 13 }' > "$w/src"
+awk -v n="$n" -v q="$q" 'BEGIN { srand(42); for (i = 0; i < q; i++) { k = int(rand() * n * 1.1); printf "user%d@example%d.com\n", k, k % 997 } }' > "$w/keys"
+cp "$w/src" "$w/ours/table"; cp "$w/src" "$w/real/table"
+
+seconds() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc; }
+build_ours=$(seconds "$top/build/bin/postmap" -c "$w/ours" "hash:$w/ours/table")
+build_real=$(seconds "$oracle" run postmap -c "$w/real" "hash:$w/real/table")
+query_ours=$(seconds sh -c "'$top/build/bin/postmap' -c '$w/ours' -q - 'hash:$w/ours/table' < '$w/keys'")
+query_real=$(seconds sh -c "'$oracle' run postmap -c '$w/real' -q - 'hash:$w/real/table' < '$w/keys'")
+# Same answers from both tables, or the times mean nothing.
+"$top/build/bin/postmap" -c "$w/ours" -q - "hash:$w/ours/table" < "$w/keys" > "$w/a.ours" || true
+"$oracle" run postmap -c "$w/real" -q - "hash:$w/real/table" < "$w/keys" > "$w/a.real" 2>/dev/null || true
+cmp -s "$w/a.ours" "$w/a.real" || { echo "bench: the two tables answer differently" >&2; exit 1; }
+
+printf '%-28s %10s %10s %8s\n' "postmap, $n entries" ours postfix ratio
+printf '%-28s %9.2fs %9.2fs %8.2f\n' "build (hash)" "$build_ours" "$build_real" "$(echo "$build_ours / $build_real" | bc -l)"
+printf '%-28s %9.2fs %9.2fs %8.2f\n' "$q lookups (-q -)" "$query_ours" "$query_real" "$(echo "$query_ours / $query_real" | bc -l)"
