@@ -1,6 +1,8 @@
 // dict.cpp: the Dict base, the surrogate table and the type registry.
 #include "maps/dict.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 
 #include "log/log.hpp"
@@ -24,6 +26,29 @@ Result Dict::lookup(std::string_view key) {
     log::warning("table %s should return NO RESULT in case of NOT FOUND", spec().c_str());
   }
   return r;
+}
+
+namespace {
+bool stamp_of(const std::string& path, unsigned long* dev, unsigned long* ino, long* sec, long* nsec) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0) return false;
+  *dev = st.st_dev;
+  *ino = st.st_ino;
+  *sec = st.st_mtim.tv_sec;
+  *nsec = st.st_mtim.tv_nsec;
+  return true;
+}
+}  // namespace
+
+void Dict::watch_file(const std::string& path) {
+  if (stamp_of(path, &stamp_.dev, &stamp_.ino, &stamp_.sec, &stamp_.nsec)) watched_ = path;
+}
+
+bool Dict::has_changed() const {
+  if (watched_.empty()) return false;
+  FileStamp now;
+  if (!stamp_of(watched_, &now.dev, &now.ino, &now.sec, &now.nsec)) return true;
+  return now.dev != stamp_.dev || now.ino != stamp_.ino || now.sec != stamp_.sec || now.nsec != stamp_.nsec;
 }
 
 Result Dict::update(std::string_view, std::string_view) {

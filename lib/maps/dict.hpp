@@ -74,7 +74,9 @@ class Dict {
   virtual bool sequence(bool first, std::string* key, std::string* value, std::string* error = nullptr);
   // True when the file behind the table changed since it was opened, so a
   // long-running daemon should restart (Postfix: "table has changed").
-  virtual bool has_changed() const { return false; }
+  virtual bool has_changed() const;
+  // Remembers the file's identity and time for has_changed() (openers call it).
+  void watch_file(const std::string& path);
   // Makes updates durable and visible (postmap: fsync and rename).
   virtual void commit() {}
 
@@ -90,6 +92,11 @@ class Dict {
   std::string name_;
   bool pattern_;
   bool fold_fixed_ = true;
+  std::string watched_;
+  struct FileStamp {
+    unsigned long dev = 0, ino = 0;
+    long sec = 0, nsec = 0;
+  } stamp_;
 };
 
 using DictPtr = std::unique_ptr<Dict>;

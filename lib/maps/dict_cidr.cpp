@@ -232,7 +232,9 @@ Result CidrDict::do_lookup(std::string_view key_view) {
 DictPtr open_cidr(std::string_view name, const OpenFlags& flags) {
   if (flags.create || flags.write)
     throw DictError("cidr:" + std::string(name) + " map requires O_RDONLY access mode");
-  return std::make_unique<CidrDict>(name, read_table_lines("cidr", name));
+  auto d = std::make_unique<CidrDict>(name, read_table_lines("cidr", name));
+  if (!name.empty() && name.front() != '{') d->watch_file(std::string(name));
+  return d;
 }
 
 }  // namespace mta::maps

@@ -135,13 +135,6 @@ class DbDict : public Dict {
     return true;
   }
 
-  bool has_changed() const override {
-    struct stat st{};
-    if (::stat(path_.c_str(), &st) != 0) return true;
-    return st.st_ino != opened_.st_ino || st.st_dev != opened_.st_dev ||
-           st.st_mtim.tv_sec != opened_.st_mtim.tv_sec || st.st_mtim.tv_nsec != opened_.st_mtim.tv_nsec;
-  }
-
   void commit() override {
     if (cursor_) {
       cursor_->close(cursor_);
@@ -230,8 +223,7 @@ class DbDict : public Dict {
     u_int32_t how = flags_.write ? 0 : DB_RDONLY;
     if (int ret = db_->open(db_.get(), nullptr, path_.c_str(), nullptr, db_type, how, 0644); ret != 0)
       throw DictError("open database " + path_ + ": " + db_strerror(ret));
-    if (::stat(path_.c_str(), &opened_) != 0)
-      throw DictError("open database " + path_ + ": " + std::strerror(errno));
+    watch_file(path_);
     if (flags_.write && flags_.keys == NulKeys::auto_detect) {
       // Updates follow the convention of the entries already there.
       DBC* c = nullptr;
@@ -293,7 +285,6 @@ class DbDict : public Dict {
   bool try_with_nul_ = true;
   bool try_without_nul_ = true;
   bool write_nul_ = true;
-  struct stat opened_{};
 };
 
 }  // namespace

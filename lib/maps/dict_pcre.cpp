@@ -139,7 +139,9 @@ class PcreDict : public Dict {
 DictPtr open_pcre(std::string_view name, const OpenFlags& flags) {
   if (flags.create || flags.write)
     throw DictError("pcre:" + std::string(name) + " map requires O_RDONLY access mode");
-  return std::make_unique<PcreDict>(name, read_table_lines("pcre", name));
+  auto d = std::make_unique<PcreDict>(name, read_table_lines("pcre", name));
+  if (!name.empty() && name.front() != '{') d->watch_file(std::string(name));
+  return d;
 }
 
 }  // namespace mta::maps

@@ -109,7 +109,9 @@ class RegexpDict : public Dict {
 DictPtr open_regexp(std::string_view name, const OpenFlags& flags) {
   if (flags.create || flags.write)
     throw DictError("regexp:" + std::string(name) + " map requires O_RDONLY access mode");
-  return std::make_unique<RegexpDict>(name, read_table_lines("regexp", name));
+  auto d = std::make_unique<RegexpDict>(name, read_table_lines("regexp", name));
+  if (!name.empty() && name.front() != '{') d->watch_file(std::string(name));
+  return d;
 }
 
 }  // namespace mta::maps

@@ -39,22 +39,6 @@ class MemoryDict : public Dict {
     return true;
   }
 
-  bool has_changed() const override {
-    if (watched_.empty()) return false;
-    struct stat st{};
-    return ::stat(watched_.c_str(), &st) != 0 || st.st_mtim.tv_sec != mtime_.tv_sec ||
-           st.st_mtim.tv_nsec != mtime_.tv_nsec || st.st_ino != ino_;
-  }
-
-  void watch(const std::string& path) {
-    struct stat st{};
-    if (::stat(path.c_str(), &st) == 0) {
-      watched_ = path;
-      mtime_ = st.st_mtim;
-      ino_ = st.st_ino;
-    }
-  }
-
  protected:
   Result do_lookup(std::string_view key) override {
     auto it = index_.find(std::string(key));
@@ -66,9 +50,6 @@ class MemoryDict : public Dict {
   std::map<std::string, size_t> index_;
   std::vector<std::pair<std::string, std::string>> entries_;
   size_t next_ = 0;
-  std::string watched_;
-  timespec mtime_{};
-  ino_t ino_ = 0;
 };
 
 std::string strip_braces(std::string_view s) {
@@ -148,7 +129,7 @@ DictPtr open_texthash(std::string_view name, const OpenFlags& flags) {
   auto d = std::make_unique<MemoryDict>("texthash", std::string(name));
   d->set_fold_fixed(flags.fold_fixed);
   std::string path(name);
-  d->watch(path);
+  d->watch_file(path);
   for (SourceEntry& e : read_table_source(path)) d->add(std::move(e.key), std::move(e.value));
   return d;
 }

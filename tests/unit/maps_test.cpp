@@ -239,3 +239,18 @@ TEST_CASE("postmap and postalias source files") {
   CHECK_THROWS_WITH(read_table_source((t.path / "none").string()),
                     "open " + (t.path / "none").string() + ": No such file or directory");
 }
+
+TEST_CASE("text tables notice a changed file") {
+  TempDir t;
+  std::string file = t.file("re", "/a/ one\n");
+  for (std::string type : {"regexp", "pcre", "texthash"}) {
+    std::string name = t.file(type + "-tbl", type == "texthash" ? "a one\n" : "/a/ one\n");
+    DictPtr d = open_dict(type + ":" + name);
+    CHECK_FALSE(d->has_changed());
+    std::string tmp = name + ".new";
+    std::ofstream(tmp) << (type == "texthash" ? "a two\n" : "/a/ two\n");
+    fs::rename(tmp, name);
+    CHECK(d->has_changed());
+  }
+  CHECK_FALSE(open_dict("regexp:{ {/a/ b} }")->has_changed());
+}
