@@ -1,0 +1,317 @@
+// server.cpp: the three skeletons of server.hpp on one libevent loop.
+#include "server/server.hpp"
+
+#include <event2/event.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <vector>
+
+#include "config/log_setup.hpp"
+#include "log/log.hpp"
+#include "server/master_protocol.hpp"
+#include "server/privileges.hpp"
+
+namespace mta::server {
+namespace {
+
+enum class Kind { single, multi, trigger };
+
+struct Args {
+  std::string service_name;
+  std::string type = "unix";
+  int sockets = 1;
+  bool unprivileged = false;
+  bool chroot = false;
+  bool stand_alone = false;
+  bool debug_wait = false;
+  std::vector<std::pair<std::string, std::string>> overrides;
+};
+
+bool fd_open(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
+
+std::string basename_of(const char* argv0) {
+  std::string s(argv0);
+  auto slash = s.rfind('/');
+  return slash == std::string::npos ? s : s.substr(slash + 1);
+}
+
+Args parse_args(int argc, char** argv) {
+  Args a;
+  a.service_name = basename_of(argv[0]);
+  int c;
+  opterr = 0;
+  while ((c = getopt(argc, argv, "cDn:o:s:St:uv")) != -1) {
+    switch (c) {
+      case 'c': a.chroot = true; break;
+      case 'D': a.debug_wait = true; break;
+      case 'n': a.service_name = optarg; break;
+      case 'o': {
+        std::string name, value;
+        std::string err = config::split_name_value(optarg, &name, &value);
+        if (!err.empty()) log::fatal("-o %s: %s", optarg, err.c_str());
+        a.overrides.emplace_back(name, value);
+        break;
+      }
+      case 's': a.sockets = std::atoi(optarg); break;
+      case 'S': a.stand_alone = true; break;
+      case 't': a.type = optarg; break;
+      case 'u': a.unprivileged = true; break;
+      case 'v': log::set_verbose(log::verbose_level() + 1); break;
+      default: log::fatal("invalid option: -%c", optopt);
+    }
+  }
+  if (a.sockets < 1) log::fatal("bad socket count: %d", a.sockets);
+  return a;
+}
+
+// The state of one skeleton process.
+class Skeleton {
+ public:
+  Skeleton(Kind kind, const Callbacks& callbacks) : kind_(kind), callbacks_(callbacks) {}
+
+  void start(int argc, char** argv) {
+    ctx_.program = basename_of(argv[0]);
+    log::init(argv[0]);
+    args_ = parse_args(argc, argv);
+    ctx_.service_name = args_.service_name;
+    ctx_.service_type = args_.type;
+    std::string dir = config::Config::default_config_dir();
+    try {
+      ctx_.config = config::Config::load(dir, {.read_main_cf = true, .read_master_cf = false,
+                                                .process_name = ctx_.program});
+      for (const auto& [n, v] : args_.overrides) ctx_.config.set_override(n, v);
+      config::setup_logging(ctx_.config, args_.stand_alone && ::isatty(2));
+    } catch (const config::ConfigError& e) {
+      log::fatal("%s", e.what());
+    }
+    for (const std::string& w : ctx_.config.warnings()) log::warning("%s", w.c_str());
+    if (args_.debug_wait) {
+      log::info("debug: pid %ld stopped; continue it with SIGCONT", static_cast<long>(::getpid()));
+      ::kill(::getpid(), SIGSTOP);
+    }
+    const char* gen = std::getenv(kGenerationEnv);
+    generation_ = gen ? static_cast<std::uint32_t>(std::strtoul(gen, nullptr, 10)) : 0;
+    under_master_ = gen != nullptr && fd_open(kStatusFd);
+    ::signal(SIGPIPE, SIG_IGN);
+
+    std::string queue_dir;
+    try {
+      queue_dir = ctx_.config.get("queue_directory");
+      max_idle_ = ctx_.config.get_time("max_idle");
+      max_use_ = ctx_.config.get_int("max_use");
+    } catch (const config::ConfigError& e) {
+      log::fatal("%s", e.what());
+    }
+    if (::chdir(queue_dir.c_str()) != 0) log::fatal("chdir(\"%s\"): %s", queue_dir.c_str(), std::strerror(errno));
+
+    base_ = event_base_new();
+    if (!base_) log::fatal("event_base_new failed");
+    ctx_.base = base_;
+    ctx_.request_exit = [this] { event_base_loopbreak(base_); };
+
+    if (callbacks_.pre_init) callbacks_.pre_init(ctx_);
+    if (::geteuid() == 0 && (args_.unprivileged || args_.chroot)) {
+      try {
+        Account owner = mail_owner(ctx_.config);
+        drop_privileges(owner, args_.chroot ? queue_dir : std::string());
+      } catch (const config::ConfigError& e) {
+        log::fatal("%s", e.what());
+      }
+    }
+    if (callbacks_.post_init) callbacks_.post_init(ctx_);
+  }
+
+  int loop(const SingleServer* single, const MultiServer* multi, const TriggerServer* trigger) {
+    single_ = single;
+    multi_ = multi;
+    trigger_ = trigger;
+    if (args_.stand_alone) return stand_alone();
+    if (!fd_open(kListenFd)) log::fatal("no listening socket on descriptor %d: run me from master", kListenFd);
+    for (int i = 0; i < args_.sockets; ++i) {
+      int fd = kListenFd + i;
+      ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+      struct event* ev = event_new(base_, fd, EV_READ | EV_PERSIST, &Skeleton::on_listen, this);
+      event_add(ev, nullptr);
+      events_.push_back(ev);
+    }
+    if (under_master_ && fd_open(kLifelineFd)) {
+      struct event* ev = event_new(base_, kLifelineFd, EV_READ, &Skeleton::on_lifeline, this);
+      event_add(ev, nullptr);
+      events_.push_back(ev);
+    }
+    idle_timer_ = evtimer_new(base_, &Skeleton::on_idle, this);
+    arm_idle();
+    report(Availability::available);
+    event_base_dispatch(base_);
+    if (callbacks_.pre_exit) callbacks_.pre_exit(ctx_);
+    return 0;
+  }
+
+ private:
+  static void on_listen(evutil_socket_t fd, short, void* self) { static_cast<Skeleton*>(self)->listen_ready(fd); }
+  static void on_lifeline(evutil_socket_t, short, void* self) {
+    // master is gone: finish what we do and leave.
+    event_base_loopbreak(static_cast<Skeleton*>(self)->base_);
+  }
+  static void on_idle(evutil_socket_t, short, void* self) {
+    auto* s = static_cast<Skeleton*>(self);
+    if (s->ctx_.clients == 0) event_base_loopbreak(s->base_);
+  }
+  static void on_client(evutil_socket_t fd, short, void* self) { static_cast<Skeleton*>(self)->client_ready(fd); }
+
+  void arm_idle() {
+    if (callbacks_.long_running || max_idle_ <= 0) return;
+    timeval tv{static_cast<time_t>(max_idle_), 0};
+    evtimer_add(idle_timer_, &tv);
+  }
+
+  void report(Availability a) {
+    if (!under_master_) return;
+    StatusReport r{static_cast<std::int32_t>(::getpid()), generation_, a};
+    if (::write(kStatusFd, &r, sizeof r) != static_cast<ssize_t>(sizeof r))
+      event_base_loopbreak(base_);  // master is gone
+  }
+
+  void used_once() {
+    ++uses_;
+    if (!callbacks_.long_running && max_use_ > 0 && uses_ >= max_use_ && ctx_.clients == 0)
+      event_base_loopbreak(base_);
+    arm_idle();
+  }
+
+  void listen_ready(int listen_fd) {
+    if (kind_ == Kind::trigger && args_.type == "fifo") {
+      char buf[1024];
+      ssize_t n = ::read(listen_fd, buf, sizeof buf);
+      if (n <= 0) return;
+      report(Availability::taken);
+      trigger_->trigger(std::string_view(buf, static_cast<size_t>(n)), ctx_);
+      report(Availability::available);
+      used_once();
+      return;
+    }
+    int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) return;  // another worker took it, or the client left
+    switch (kind_) {
+      case Kind::single:
+        report(Availability::taken);
+        single_->service(fd, ctx_);
+        ::close(fd);
+        report(Availability::available);
+        used_once();
+        break;
+      case Kind::trigger: {
+        report(Availability::taken);
+        std::string bytes = read_trigger(fd);
+        ::close(fd);
+        if (!bytes.empty()) trigger_->trigger(bytes, ctx_);
+        report(Availability::available);
+        used_once();
+        break;
+      }
+      case Kind::multi: {
+        ++ctx_.clients;
+        if (multi_->connected && !multi_->connected(fd, ctx_)) {
+          --ctx_.clients;
+          ::close(fd);
+          used_once();
+          break;
+        }
+        struct event* ev = event_new(base_, fd, EV_READ | EV_PERSIST, &Skeleton::on_client, this);
+        event_add(ev, nullptr);
+        clients_[fd] = ev;
+        break;
+      }
+    }
+  }
+
+  static std::string read_trigger(int fd) {
+    // A trigger is a few bytes; never wait long for them.
+    timeval tv{1, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string out;
+    char buf[256];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof buf)) > 0 && out.size() < 4096) out.append(buf, static_cast<size_t>(n));
+    return out;
+  }
+
+  void client_ready(int fd) {
+    if (multi_->readable(fd, ctx_)) return;
+    close_client(fd);
+  }
+
+  void close_client(int fd) {
+    auto it = clients_.find(fd);
+    if (it != clients_.end()) {
+      event_free(it->second);
+      clients_.erase(it);
+    }
+    if (multi_->disconnected) multi_->disconnected(fd, ctx_);
+    ::close(fd);
+    --ctx_.clients;
+    used_once();
+  }
+
+  int stand_alone() {
+    switch (kind_) {
+      case Kind::single: single_->service(0, ctx_); break;
+      case Kind::trigger: trigger_->trigger(read_trigger(0), ctx_); break;
+      case Kind::multi:
+        ++ctx_.clients;
+        if (!multi_->connected || multi_->connected(0, ctx_))
+          while (multi_->readable(0, ctx_)) {
+          }
+        if (multi_->disconnected) multi_->disconnected(0, ctx_);
+        break;
+    }
+    if (callbacks_.pre_exit) callbacks_.pre_exit(ctx_);
+    return 0;
+  }
+
+  Kind kind_;
+  const Callbacks& callbacks_;
+  const SingleServer* single_ = nullptr;
+  const MultiServer* multi_ = nullptr;
+  const TriggerServer* trigger_ = nullptr;
+  Args args_;
+  ServerContext ctx_;
+  struct event_base* base_ = nullptr;
+  struct event* idle_timer_ = nullptr;
+  std::vector<struct event*> events_;
+  std::map<int, struct event*> clients_;
+  std::uint32_t generation_ = 0;
+  bool under_master_ = false;
+  long long max_idle_ = 100, max_use_ = 100, uses_ = 0;
+};
+
+}  // namespace
+
+int run_single_server(int argc, char** argv, const SingleServer& server) {
+  Skeleton s(Kind::single, server);
+  s.start(argc, argv);
+  return s.loop(&server, nullptr, nullptr);
+}
+
+int run_multi_server(int argc, char** argv, const MultiServer& server) {
+  Skeleton s(Kind::multi, server);
+  s.start(argc, argv);
+  return s.loop(nullptr, &server, nullptr);
+}
+
+int run_trigger_server(int argc, char** argv, const TriggerServer& server) {
+  Skeleton s(Kind::trigger, server);
+  s.start(argc, argv);
+  return s.loop(nullptr, nullptr, &server);
+}
+
+}  // namespace mta::server

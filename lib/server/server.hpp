@@ -1,0 +1,76 @@
+// server.hpp: the skeletons every daemon starts through, as Postfix's.
+//
+// A daemon is a main() that fills in callbacks and calls one of:
+//   run_single_server   one client at a time per process (cleanup, local, ...)
+//   run_multi_server    many clients per process, a callback per readable
+//                       client (trivial-rewrite, ...)
+//   run_trigger_server  wake-up triggers from a fifo or unix socket (pickup,
+//                       qmgr)
+// The skeleton parses the command line that master gives (see
+// master_protocol.hpp) plus -o name=value, -v (more logging) and -D (stop
+// in a debugger: logs the pid and waits for SIGCONT); loads main.cf from
+// MAIL_CONFIG; sets up logging; chdirs to queue_directory; calls pre_init
+// (still root: open what needs privileges); chroots and drops privileges to
+// mail_owner when master.cf says so and it runs as root (refusing a
+// mail_owner that is missing or has uid 0); calls post_init; and then
+// serves until max_use clients, max_idle seconds without a client, or until
+// master goes away.  Run by an ordinary user it skips chroot and setuid,
+// so an instance runs unprivileged for development.
+//
+// -S (stand-alone, for tests): serve the connected socket on descriptor 0
+// once and exit, without master.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "config/config.hpp"
+
+struct event_base;
+
+namespace mta::server {
+
+struct ServerContext {
+  std::string program;       // e.g. "cleanup"
+  std::string service_name;  // master.cf service name, e.g. "cleanup"
+  std::string service_type;  // inet unix fifo pass
+  config::Config config;     // with -o overrides applied
+  struct event_base* base = nullptr;  // the process's event loop
+  // Multi servers: how many clients are connected now (maintained by the skeleton).
+  int clients = 0;
+  // Ask the skeleton to stop after the current event (daemon found a reason).
+  std::function<void()> request_exit;
+};
+
+struct Callbacks {
+  std::function<void(ServerContext&)> pre_init;   // root, before chroot and setuid
+  std::function<void(ServerContext&)> post_init;  // after
+  std::function<void(ServerContext&)> pre_exit;
+  bool long_running = false;  // ignore max_idle and max_use (qmgr)
+};
+
+struct SingleServer : Callbacks {
+  // Serves one connected client to the end; the skeleton closes fd after.
+  std::function<void(int fd, ServerContext&)> service;
+};
+
+struct MultiServer : Callbacks {
+  // Called when a client has data (or EOF); return false to close it.
+  std::function<bool(int fd, ServerContext&)> readable;
+  // Called when a client connects (may send a greeting); return false to refuse.
+  std::function<bool(int fd, ServerContext&)> connected;
+  std::function<void(int fd, ServerContext&)> disconnected;
+};
+
+struct TriggerServer : Callbacks {
+  // The bytes of one trigger (e.g. "W" from master's wakeup timer).
+  std::function<void(std::string_view trigger, ServerContext&)> trigger;
+};
+
+int run_single_server(int argc, char** argv, const SingleServer& server);
+int run_multi_server(int argc, char** argv, const MultiServer& server);
+int run_trigger_server(int argc, char** argv, const TriggerServer& server);
+
+}  // namespace mta::server
