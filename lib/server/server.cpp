@@ -183,6 +183,14 @@ class Skeleton {
 
   void used_once() {
     ++uses_;
+    if (ctx_.table_changed) {
+      std::string name = ctx_.table_changed();
+      if (!name.empty()) {
+        log::info("table %s has changed -- restarting", name.c_str());
+        event_base_loopbreak(base_);
+        return;
+      }
+    }
     if (!callbacks_.long_running && max_use_ > 0 && uses_ >= max_use_ && ctx_.clients == 0)
       event_base_loopbreak(base_);
     arm_idle();

@@ -42,6 +42,11 @@ struct ServerContext {
   int clients = 0;
   // Ask the skeleton to stop after the current event (daemon found a reason).
   std::function<void()> request_exit;
+  // Set by a daemon that uses lookup tables: the name of a table whose file
+  // changed since it was opened, or "".  Checked after every client; the
+  // process then exits so that master starts one that reads the new table
+  // (Postfix: "table ... has changed -- restarting").
+  std::function<std::string()> table_changed;
 };
 
 struct Callbacks {
