@@ -32,10 +32,7 @@
 #include "log/log.hpp"
 #include "server/privileges.hpp"
 
-#if __has_include("queue/queue_dirs.hpp")
 #include "queue/queue_dirs.hpp"
-#define MTA_HAVE_QUEUE_DIRS 1
-#endif
 
 namespace {
 
@@ -85,21 +82,15 @@ void check(Context& c, bool fix_permissions) {
   struct stat st{};
   if (::stat(c.queue_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     say(log::Level::fatal, "no Postfix queue directory " + c.queue_dir + "!");
-#ifdef MTA_HAVE_QUEUE_DIRS
-  try {
-    queue::create_queue_directories(c.queue_dir, c.config, fix_permissions);
-  } catch (const std::exception& e) {
-    say(log::Level::fatal, std::string("unable to create missing queue directories: ") + e.what());
-  }
-#else
-  (void)fix_permissions;
-  for (const char* d : {"pid", "private", "public", "maildrop", "incoming", "active", "deferred", "hold",
-                        "corrupt", "bounce", "defer", "trace", "flush", "saved"}) {
-    std::string p = c.queue_dir + "/" + d;
-    if (::mkdir(p.c_str(), 0700) != 0 && errno != EEXIST)
-      say(log::Level::fatal, "unable to create missing queue directories");
-  }
-#endif
+  queue::QueueOwners owners;
+  std::string error;
+  std::vector<std::string> changes;
+  if (!queue::queue_owners_from_config(c.config, &owners, &error) ||
+      !queue::setup_queue_directories(queue::QueueLayout::from_config(c.config), owners,
+                                      fix_permissions ? queue::DirSetup::set_permissions : queue::DirSetup::create,
+                                      &changes, &error))
+    say(log::Level::fatal, "unable to create missing queue directories: " + error);
+  for (const std::string& change : changes) log::debug("%s", change.c_str());
 }
 
 int start(Context& c, bool foreground) {
