@@ -1,0 +1,51 @@
+// delivery_status.hpp: what every delivery agent and qmgr do with a
+// recipient's outcome, as Postfix's log_adhoc, sent, defer and bounce.
+//
+// The log line is Postfix's, to the character, because log tools parse it:
+//   QID: to=<rcpt>, orig_to=<orig>, relay=RELAY, delay=D, delays=a/b/c/d,
+//        dsn=X.Y.Z, status=sent|deferred|bounced (reason)
+// delays are the time before the active queue, in the active queue, in
+// connection setup and in transmission, with two significant digits and
+// at most delay_logging_resolution_limit decimals (Postfix's format_tv).
+//
+// defer_append and bounce_append log that line and then hand the
+// recipient to the defer or bounce service (private/defer, private/bounce),
+// which keeps the per-message log that postqueue shows and the notification
+// is made from.  They return false when that service cannot be reached: the
+// caller then keeps the recipient for a later attempt (nothing is lost).
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "ipc/mail_proto.hpp"
+
+namespace mta::deliver {
+
+// Postfix's format_tv with 2 significant digits and max_decimals decimals.
+std::string format_delay(long long sec, long long usec, int max_decimals = 2);
+
+struct StatusLine {
+  std::string queue_id;
+  ipc::proto::Recipient recipient;
+  std::string relay;         // "local", "none", "mx.example.com[192.0.2.1]:25"
+  ipc::proto::MsgStats stats;
+  ipc::proto::Dsn dsn;       // status and reason are logged
+  std::string status;        // "sent", "deferred", "bounced", "expired", ...
+};
+
+// Writes the line through lib/log (info level).
+void log_status(const StatusLine& line, int max_decimals = 2);
+std::string format_status(const StatusLine& line, int max_decimals = 2);
+
+// The current time as MsgStats stores it.
+ipc::proto::MsgStats::Time now();
+
+// Logs the line with status "deferred" and appends it to defer/QID.
+bool defer_append(const std::string& queue_directory, StatusLine line, int flags = 0,
+                  std::string* error = nullptr);
+// Logs the line with status "bounced" and appends it to bounce/QID.
+bool bounce_append(const std::string& queue_directory, StatusLine line, int flags = 0,
+                   std::string* error = nullptr);
+
+}  // namespace mta::deliver
