@@ -334,6 +334,7 @@ void QueueManager::on_reply(evutil_socket_t, short what, void* arg) {
     q->finish_job(job, nullptr, "unknown mail transport error");
     return;
   }
+  if (reply.status != 0) job->message->agent_deferred = true;
   q->finish_job(job, &reply, {});
 }
 
@@ -402,7 +403,22 @@ void QueueManager::defer_recipients(Message& m, const std::vector<size_t>& which
 void QueueManager::message_done(Message& m) {
   const std::string id = m.id;
   const std::string sender = m.envelope.sender.value_or("");
-  bool deferred = m.problem || file_exists(layout_.path(kDefer, id));
+  bool deferred = m.problem || m.agent_deferred || file_exists(layout_.path(kDefer, id));
+  if (!deferred) {
+    // The last word before a queue file goes: is every recipient finished?
+    queue::Envelope now;
+    std::string error;
+    auto reader = queue::QueueFileReader::open(layout_.path(kActive, id), false, &error);
+    if (!reader || !reader->read_envelope(&now, &error)) {
+      log::warning("%s: %s", id.c_str(), error.c_str());
+      deferred = true;
+    } else if (size_t left = now.pending_recipients(); left > 0) {
+      log::warning("%s: %zu recipient(s) not finished by the delivery agents; keeping the message", id.c_str(),
+                   left);
+      deferred = true;
+      m.problem = true;
+    }
+  }
   auto notify = [&](std::string_view service) {
     ipc::Channel ch;
     ipc::Status st = ipc::connect_service(ch, queue_dir_, proto::kClassPrivate, service);

@@ -57,7 +57,8 @@ struct Message {
   ipc::proto::MsgStats stats;
   long data_size = 0;
   int jobs_left = 0;
-  bool problem = false;  // something was deferred without a defer log (keep the message)
+  bool problem = false;         // something was deferred without a defer log (keep the message)
+  bool agent_deferred = false;  // an agent replied that it deferred recipients
 };
 
 class QueueManager {
