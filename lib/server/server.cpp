@@ -123,6 +123,9 @@ class Skeleton {
       try {
         Account owner = mail_owner(ctx_.config);
         drop_privileges(owner, args_.chroot ? queue_dir : std::string());
+        // Inside the jail the queue directory is the root: every path that
+        // daemons derive from queue_directory (sockets, queue files) stays right.
+        if (args_.chroot) ctx_.config.set_override("queue_directory", "/");
       } catch (const config::ConfigError& e) {
         log::fatal("%s", e.what());
       }

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The mail path end to end on a real instance of ours (M3): sendmail ->
+# postdrop -> pickup -> cleanup -> qmgr -> trivial-rewrite -> local, with
+# bounce/defer, as root with privilege drop.  A message reaches a Maildir
+# and an mbox, an alias fans out, an unknown user bounces a DSN to the
+# sender, kill -9 of qmgr mid-run loses nothing, and the log has Postfix's
+# lines.  Skipped (77) unless root and every program is built.
+set -u
+: "${MTA_BIN:?}" "${MTA_SOURCE_DIR:?}"
+B=$MTA_BIN
+[ "$(id -u)" = 0 ] || { echo "# skip: needs root"; exit 77; }
+for p in master postfix sendmail postdrop pickup cleanup qmgr trivial-rewrite local bounce error discard showq postqueue postsuper; do
+  [ -x "$B/$p" ] || { echo "# skip: $p is not built yet"; exit 77; }
+done
+T=$(mktemp -d) || exit 1
+chmod 755 "$T"
+U1=mtat$$a U2=mtat$$b
+cleanup() {
+  "$B/postfix" -c "$T" stop >/dev/null 2>&1
+  userdel "$U1" >/dev/null 2>&1; userdel "$U2" >/dev/null 2>&1
+  rm -rf "$T"
+}
+trap cleanup EXIT
+FAILS=0 CHECKS=0
+ok() { CHECKS=$((CHECKS + 1)); echo "ok - $1"; }
+bad() { CHECKS=$((CHECKS + 1)); FAILS=$((FAILS + 1)); echo "not ok - $1"; shift; for l in "$@"; do echo "#   $l"; done; }
+eventually() { local i; for i in $(seq 150); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done; return 1; }
+check() { local name=$1; shift; if eventually "$@"; then ok "$name"; else bad "$name" "$(tail -5 "$T/maillog")"; fi; }
+
+mkdir -p "$T/queue" "$T/home" "$T/spool"
+chmod 1777 "$T/spool"
+useradd -M -d "$T/home/$U1" -s /bin/sh "$U1"; useradd -M -d "$T/home/$U2" -s /bin/sh "$U2"
+for u in "$U1" "$U2"; do mkdir -p "$T/home/$u"; chown "$u:" "$T/home/$u"; done
+printf '%s\n' "postmaster: root" "team: $U1, $U2" "$U2-archive: $T/archive-file" > "$T/aliases"
+touch "$T/archive-file"; chown "$U1" "$T/archive-file"
+cp "$MTA_SOURCE_DIR/conf/master.cf" "$T/master.cf"
+cp "$MTA_SOURCE_DIR/conf/main.cf" "$T/main.cf"
+"$B/postconf" -c "$T" -e "queue_directory = $T/queue" "data_directory = $T/data" \
+  "daemon_directory = $B" "command_directory = $B" "maillog_file = $T/maillog" \
+  "maillog_file_prefixes = $T" "inet_interfaces = loopback-only" "inet_protocols = ipv4" \
+  "myhostname = mail.test.example" "mydestination = \$myhostname, localhost" \
+  "myorigin = \$myhostname" "alias_maps = hash:$T/aliases" "alias_database = hash:$T/aliases" \
+  "home_mailbox = Maildir/" "mail_spool_directory = $T/spool" "default_transport = error" \
+  "relay_transport = error" "allow_mail_to_files = alias, forward"
+"$B/postconf" -c "$T" -MX smtp/inet
+"$B/postalias" -c "$T" "$T/aliases"
+"$B/postfix" -c "$T" start || { bad "postfix start"; exit 1; }
+ok "postfix start"
+
+send() { "$B/sendmail" -C "$T/main.cf" "$@"; }
+export MAIL_CONFIG=$T
+
+# 1. Maildir delivery.
+printf 'Subject: one\n\nhello maildir\n' | send -f root "$U1@mail.test.example"
+check "a message reaches a Maildir" sh -c "grep -rl 'hello maildir' '$T/home/$U1/Maildir/new'"
+f=$(grep -rl 'hello maildir' "$T/home/$U1/Maildir/new" 2>/dev/null | head -1)
+if [ -n "$f" ]; then
+  grep -q "^Delivered-To: $U1@mail.test.example" "$f" && ok "Delivered-To is added" || bad "Delivered-To"
+  grep -q '^Message-Id: <' "$f" && ok "cleanup added a Message-Id" || bad "Message-Id"
+  grep -q '^Received: by mail.test.example (Postfix, from userid 0)' "$f" && ok "cleanup added Received" ||
+    bad "Received" "$(grep -m1 Received "$f")"
+  [ "$(stat -c %U "$f")" = "$U1" ] && ok "the Maildir file belongs to the recipient" || bad "owner"
+fi
+check "the delivery is logged as Postfix logs it" grep -qE \
+  "postfix/local\[[0-9]+\]: [0-9A-F]+: to=<$U1@mail.test.example>, relay=local, delay=[0-9.]+, delays=[0-9.]+/[0-9.]+/[0-9.]+/[0-9.]+, dsn=2.0.0, status=sent \(delivered to maildir\)" "$T/maillog"
+check "the queue file is removed" grep -qE "postfix/qmgr\[[0-9]+\]: [0-9A-F]+: removed" "$T/maillog"
+
+# 2. An alias to two users and sendmail -t.
+printf 'To: team@mail.test.example\nSubject: two\n\nhello team\n' | send -t -f root
+check "an alias reaches its first member" sh -c "grep -rl 'hello team' '$T/home/$U1/Maildir/new'"
+check "an alias reaches its second member" sh -c "grep -rl 'hello team' '$T/home/$U2/Maildir/new'"
+
+# 3. An unknown user bounces a DSN back to the sender.
+printf 'Subject: three\n\nto nobody\n' | send -f "$U2@mail.test.example" "nosuchuser@mail.test.example"
+check "an unknown user is bounced (5.1.1)" grep -q "to=<nosuchuser@mail.test.example>.*dsn=5.1.1, status=bounced" "$T/maillog"
+check "the sender gets a delivery status notification" sh -c \
+  "grep -rl 'Undelivered Mail Returned to Sender' '$T/home/$U2/Maildir/new'"
+
+# 4. kill -9 of qmgr in the middle of a run loses nothing.
+for i in $(seq 20); do printf 'Subject: burst %s\n\nburst %s\n' "$i" "$i" | send -f root "$U1@mail.test.example"; done
+pkill -9 -f "qmgr -n qmgr" || true
+check "every message of a burst arrives after qmgr is killed" sh -c \
+  "[ \$(grep -rl '^burst' '$T/home/$U1/Maildir/new' | wc -l) -ge 20 ]"
+check "postqueue -p shows an empty queue at the end" sh -c "'$B/postqueue' -p | grep -q 'Mail queue is empty'"
+
+echo "# $CHECKS checks, $FAILS failed"
+[ $FAILS = 0 ]
