@@ -419,14 +419,15 @@ void QueueManager::message_done(Message& m) {
       m.problem = true;
     }
   }
-  auto notify = [&](std::string_view service) {
+  auto notify = [&](std::string_view service, proto::BounceCommand command, int flags) {
     ipc::Channel ch;
     ipc::Status st = ipc::connect_service(ch, queue_dir_, proto::kClassPrivate, service);
     if (st) st = ch.expect_announcement(proto::kProtoBounce);
     proto::StatusReply reply;
     if (st) {
       proto::BounceNotifyRequest req;
-      req.command = proto::BounceCommand::flush;
+      req.command = command;
+      req.flags = flags;
       req.queue_name = std::string(kActive);
       req.queue_id = id;
       req.encoding = attribute(m.envelope, "encoding");
@@ -444,13 +445,31 @@ void QueueManager::message_done(Message& m) {
     return true;
   };
 
-  if (file_exists(layout_.path(kBounce, id)) && !notify(proto::kServiceBounce)) deferred = true;
+  // Bounced recipients: the notification goes now (an empty log is just removed).
+  std::string bounce_log = layout_.path(kBounce, id);
+  struct stat st{};
+  if (::stat(bounce_log.c_str(), &st) == 0) {
+    if (st.st_size == 0) ::unlink(bounce_log.c_str());
+    else if (!notify(proto::kServiceBounce, proto::BounceCommand::flush, proto::kBounceFlagNone)) deferred = true;
+  }
   if (deferred) {
     long long age = ::time(nullptr) - m.stats.incoming_arrival.sec;
     long long lifetime = sender.empty() ? bounce_lifetime_ : max_lifetime_;
-    if (age > lifetime && !m.problem && notify(proto::kServiceDefer)) {
-      deferred = false;  // expired: the defer log became a bounce
-    } else {
+    if (age > lifetime && !m.problem) {
+      // Too old: the defer log becomes a non-delivery notification, and the
+      // bounce service marks those recipients done.
+      log::info("%s: from=<%s>, status=expired, returned to sender", id.c_str(), sender.c_str());
+      if (notify(proto::kServiceDefer, proto::BounceCommand::flush, proto::kBounceFlagDelrcpt)) deferred = false;
+    } else if (m.envelope.warn_time && *m.envelope.warn_time > 0 && ::time(nullptr) >= *m.envelope.warn_time - 1) {
+      // delay_warning_time passed: tell the sender once.
+      if (notify(proto::kServiceDefer, proto::BounceCommand::warn, proto::kBounceFlagNone)) {
+        std::string error;
+        auto writer = queue::QueueFileReader::open(layout_.path(kActive, id), true, &error);
+        if (!writer || !writer->update_warn_time(m.envelope, 0, &error))
+          log::warning("%s: update warning time: %s", id.c_str(), error.c_str());
+      }
+    }
+    if (deferred) {
       long long delay = std::clamp(age, min_backoff_, max_backoff_);
       std::string error;
       if (!layout_.move(id, kActive, kDeferred, &error)) {

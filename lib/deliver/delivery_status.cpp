@@ -132,15 +132,24 @@ void log_status(const StatusLine& line, int max_decimals) {
 bool defer_append(const std::string& queue_directory, StatusLine line, int flags, std::string* error) {
   line.status = "deferred";
   if (line.dsn.action.empty()) line.dsn.action = "delayed";
+  bool ok = append(queue_directory, ipc::proto::kServiceDefer, line, flags, error);
   log_status(line);
-  return append(queue_directory, ipc::proto::kServiceDefer, line, flags, error);
+  return ok;
 }
 
 bool bounce_append(const std::string& queue_directory, StatusLine line, int flags, std::string* error) {
   line.status = "bounced";
   if (line.dsn.action.empty()) line.dsn.action = "failed";
-  log_status(line);
-  return append(queue_directory, ipc::proto::kServiceBounce, line, flags, error);
+  if (append(queue_directory, ipc::proto::kServiceBounce, line, flags, error)) {
+    log_status(line);  // logged once the bounce service has the record, as Postfix
+    return true;
+  }
+  // No bounce service: the recipient waits for a later attempt instead.
+  line.dsn.status = "4.3.0";
+  line.dsn.reason = "bounce or trace service failure";
+  line.dsn.action = "delayed";
+  defer_append(queue_directory, line, flags);
+  return false;
 }
 
 }  // namespace mta::deliver

@@ -8,11 +8,13 @@
 // connection setup and in transmission, with two significant digits and
 // at most delay_logging_resolution_limit decimals (Postfix's format_tv).
 //
-// defer_append and bounce_append log that line and then hand the
-// recipient to the defer or bounce service (private/defer, private/bounce),
-// which keeps the per-message log that postqueue shows and the notification
-// is made from.  They return false when that service cannot be reached: the
-// caller then keeps the recipient for a later attempt (nothing is lost).
+// defer_append and bounce_append hand the recipient to the defer or bounce
+// service (private/defer, private/bounce), which keeps the per-message log
+// that postqueue shows and the notification is made from, and log the line.
+// A recipient whose bounce cannot be recorded is deferred instead ("4.3.0
+// bounce or trace service failure"), as Postfix does.  Both return false
+// when their service could not be reached: the recipient stays for a later
+// attempt (nothing is lost).
 #pragma once
 
 #include <string>

@@ -1,7 +1,9 @@
 // dict.cpp: the Dict base, the surrogate table and the type registry.
 #include "maps/dict.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 
@@ -40,14 +42,28 @@ bool stamp_of(const std::string& path, unsigned long* dev, unsigned long* ino, l
 }
 }  // namespace
 
+Dict::~Dict() {
+  if (watch_fd_ >= 0) ::close(watch_fd_);
+}
+
 void Dict::watch_file(const std::string& path) {
   if (stamp_of(path, &stamp_.dev, &stamp_.ino, &stamp_.sec, &stamp_.nsec)) watched_ = path;
+  if (watch_fd_ >= 0) ::close(watch_fd_);
+  watch_fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 }
 
 bool Dict::has_changed() const {
   if (watched_.empty()) return false;
   FileStamp now;
-  if (!stamp_of(watched_, &now.dev, &now.ino, &now.sec, &now.nsec)) return true;
+  if (!stamp_of(watched_, &now.dev, &now.ino, &now.sec, &now.nsec)) {
+    // The path may be out of reach (a daemon chrooted after opening its
+    // tables): ask the open file, as Postfix does; a replaced or removed
+    // file has no links left.
+    struct stat st{};
+    if (watch_fd_ >= 0 && ::fstat(watch_fd_, &st) == 0)
+      return st.st_nlink == 0 || st.st_mtim.tv_sec != stamp_.sec || st.st_mtim.tv_nsec != stamp_.nsec;
+    return true;
+  }
   return now.dev != stamp_.dev || now.ino != stamp_.ino || now.sec != stamp_.sec || now.nsec != stamp_.nsec;
 }
 

@@ -48,13 +48,14 @@ struct OpenFlags {
   NulKeys keys = NulKeys::auto_detect;
   unsigned create_mode = 0644;  // permissions of a newly built table file
   size_t size_hint = 0;         // bytes of source text, to size a build's cache
+  bool no_regsub = false;       // refuse $n substitution in regexp/pcre results (alias_maps)
 };
 
 class Dict {
  public:
   Dict(std::string type, std::string name, bool pattern)
       : type_(std::move(type)), name_(std::move(name)), pattern_(pattern) {}
-  virtual ~Dict() = default;
+  virtual ~Dict();
   Dict(const Dict&) = delete;
   Dict& operator=(const Dict&) = delete;
 
@@ -93,6 +94,7 @@ class Dict {
   bool pattern_;
   bool fold_fixed_ = true;
   std::string watched_;
+  int watch_fd_ = -1;  // the watched file, open: still visible after a chroot
   struct FileStamp {
     unsigned long dev = 0, ino = 0;
     long sec = 0, nsec = 0;

@@ -121,8 +121,8 @@ const PcreDialect kPcreDialect;
 
 class PcreDict : public Dict {
  public:
-  PcreDict(std::string_view name, const std::vector<TableLine>& lines)
-      : Dict("pcre", std::string(name), true), rules_(kPcreDialect, std::string(name), lines) {}
+  PcreDict(std::string_view name, const std::vector<TableLine>& lines, bool no_regsub)
+      : Dict("pcre", std::string(name), true), rules_(kPcreDialect, std::string(name), lines, no_regsub) {}
 
  protected:
   Result do_lookup(std::string_view key) override {
@@ -139,7 +139,7 @@ class PcreDict : public Dict {
 DictPtr open_pcre(std::string_view name, const OpenFlags& flags) {
   if (flags.create || flags.write)
     throw DictError("pcre:" + std::string(name) + " map requires O_RDONLY access mode");
-  auto d = std::make_unique<PcreDict>(name, read_table_lines("pcre", name));
+  auto d = std::make_unique<PcreDict>(name, read_table_lines("pcre", name), flags.no_regsub);
   if (!name.empty() && name.front() != '{') d->watch_file(std::string(name));
   return d;
 }

@@ -91,8 +91,8 @@ const RegexpDialect kRegexpDialect;
 
 class RegexpDict : public Dict {
  public:
-  RegexpDict(std::string_view name, const std::vector<TableLine>& lines)
-      : Dict("regexp", std::string(name), true), rules_(kRegexpDialect, std::string(name), lines) {}
+  RegexpDict(std::string_view name, const std::vector<TableLine>& lines, bool no_regsub)
+      : Dict("regexp", std::string(name), true), rules_(kRegexpDialect, std::string(name), lines, no_regsub) {}
 
  protected:
   Result do_lookup(std::string_view key) override {
@@ -109,7 +109,7 @@ class RegexpDict : public Dict {
 DictPtr open_regexp(std::string_view name, const OpenFlags& flags) {
   if (flags.create || flags.write)
     throw DictError("regexp:" + std::string(name) + " map requires O_RDONLY access mode");
-  auto d = std::make_unique<RegexpDict>(name, read_table_lines("regexp", name));
+  auto d = std::make_unique<RegexpDict>(name, read_table_lines("regexp", name), flags.no_regsub);
   if (!name.empty() && name.front() != '{') d->watch_file(std::string(name));
   return d;
 }

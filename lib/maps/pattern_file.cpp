@@ -285,8 +285,8 @@ std::string Replacement::expand(const std::vector<std::optional<std::string_view
 }
 
 PatternRules::PatternRules(const PatternDialect& dialect, std::string map,
-                           const std::vector<TableLine>& lines)
-    : dialect_(dialect), map_(std::move(map)) {
+                           const std::vector<TableLine>& lines, bool no_regsub)
+    : dialect_(dialect), map_(std::move(map)), no_regsub_(no_regsub) {
   std::vector<size_t> open_ifs;  // indexes of IF rules waiting for ENDIF
   for (const TableLine& line : lines) {
     std::string_view text = trim_blanks(line.text);
@@ -396,6 +396,10 @@ std::optional<PatternRules::Rule> PatternRules::parse_match_rule(const RuleSourc
     return std::nullopt;
   }
   size_t max_sub = replacement->max_sub();
+  if (max_sub > 0 && no_regsub_) {
+    src.warn("regular expression substitution is not allowed: skipping this rule");
+    return std::nullopt;
+  }
   if (max_sub > 0 && !first.positive) {
     src.warn("$number found in negative match replacement text: skipping this rule");
     return std::nullopt;

@@ -121,7 +121,11 @@ class PatternDialect {
 // The rules of one regexp or pcre table, searched first match wins.
 class PatternRules {
  public:
-  PatternRules(const PatternDialect& dialect, std::string map, const std::vector<TableLine>& lines);
+  // no_regsub: rules whose result uses $n are refused (Postfix's
+  // DICT_FLAG_NO_REGSUB, for tables such as alias_maps where a substitution
+  // from the looked-up address would let a sender choose a file or command).
+  PatternRules(const PatternDialect& dialect, std::string map, const std::vector<TableLine>& lines,
+               bool no_regsub = false);
   // The expanded result of the first matching rule, or nullopt.
   std::optional<std::string> search(std::string_view key) const;
 
@@ -147,6 +151,7 @@ class PatternRules {
 
   const PatternDialect& dialect_;
   std::string map_;
+  bool no_regsub_ = false;
   std::vector<Rule> rules_;
 };
 

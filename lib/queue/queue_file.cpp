@@ -175,6 +175,12 @@ void QueueFileWriter::put_end() {
   ended_ = true;
 }
 
+bool QueueFileWriter::flush(std::string* error) {
+  if (out_.flush()) return true;
+  if (error) *error = path_ + ": " + out_.error();
+  return false;
+}
+
 bool QueueFileWriter::finish(const Finish& how, std::string* error) {
   if (done_) {
     if (error) *error = path_ + ": already finished or aborted";

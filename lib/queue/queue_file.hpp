@@ -147,6 +147,11 @@ class QueueFileWriter {
   bool finish(std::string* error) { return finish(Finish{}, error); }
   // Removes the file (also what the destructor does before finish()).
   void abort();
+  // Writes what is buffered without marking the file complete (cleanup
+  // lets the bounce service read a message it refuses); false with the
+  // first error of the whole write.
+  bool flush(std::string* error);
+  bool ended() const { return ended_; }
 
  private:
   QueueFileWriter(int fd, std::string id, std::string path, timeval created, unsigned extra_mode);

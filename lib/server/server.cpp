@@ -33,6 +33,7 @@ struct Args {
   bool chroot = false;
   bool stand_alone = false;
   bool debug_wait = false;
+  bool log_stderr = false;  // -V, as Postfix's skeletons (postconf runs "bounce -SVn ...")
   std::vector<std::pair<std::string, std::string>> overrides;
 };
 
@@ -49,8 +50,11 @@ Args parse_args(int argc, char** argv) {
   a.service_name = basename_of(argv[0]);
   int c;
   opterr = 0;
-  while ((c = getopt(argc, argv, "cDn:o:s:St:uv")) != -1) {
+  while ((c = getopt(argc, argv, "cDln:o:s:St:uVvz")) != -1) {
     switch (c) {
+      // Postfix's master adds -l (maxproc 1) and -z (maxproc 0); they change
+      // nothing here, but a daemon run by the real master must accept them.
+      case 'l': case 'z': break;
       case 'c': a.chroot = true; break;
       case 'D': a.debug_wait = true; break;
       case 'n': a.service_name = optarg; break;
@@ -65,6 +69,7 @@ Args parse_args(int argc, char** argv) {
       case 'S': a.stand_alone = true; break;
       case 't': a.type = optarg; break;
       case 'u': a.unprivileged = true; break;
+      case 'V': a.log_stderr = true; break;
       case 'v': log::set_verbose(log::verbose_level() + 1); break;
       default: log::fatal("invalid option: -%c", optopt);
     }
@@ -89,7 +94,7 @@ class Skeleton {
       ctx_.config = config::Config::load(dir, {.read_main_cf = true, .read_master_cf = false,
                                                 .process_name = ctx_.program});
       for (const auto& [n, v] : args_.overrides) ctx_.config.set_override(n, v);
-      config::setup_logging(ctx_.config, args_.stand_alone && ::isatty(2));
+      config::setup_logging(ctx_.config, args_.log_stderr || (args_.stand_alone && ::isatty(2)));
     } catch (const config::ConfigError& e) {
       log::fatal("%s", e.what());
     }

@@ -254,3 +254,16 @@ TEST_CASE("text tables notice a changed file") {
   }
   CHECK_FALSE(open_dict("regexp:{ {/a/ b} }")->has_changed());
 }
+
+TEST_CASE("alias tables refuse $n substitution (Postfix's paranoid flag)") {
+  TempDir t;
+  std::string file = t.file("alias.re", "/^(.*)-x$/ |/bin/run $1\n/^plain$/ |/bin/fixed\n");
+  OpenFlags paranoid;
+  paranoid.no_regsub = true;
+  for (std::string type : {"regexp", "pcre"}) {
+    DictPtr d = open_dict(type + ":" + file, paranoid);
+    CHECK(d->lookup("evil-x").status == Status::not_found);  // the $1 rule is skipped
+    CHECK(d->lookup("plain").value == "|/bin/fixed");
+    CHECK(open_dict(type + ":" + file)->lookup("evil-x").value == "|/bin/run evil");
+  }
+}

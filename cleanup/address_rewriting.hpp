@@ -1,0 +1,61 @@
+// address_rewriting.hpp: how cleanup changes addresses.
+//
+// Two steps, as in Postfix:
+//   1. AddressRewriter: the trivial-rewrite "rewrite" request (rule "local"
+//      or "remote": append_at_myorigin, append_dot_mydomain, swap_bangpath,
+//      allow_percent_hack ...), on external (quoted) addresses.  The real
+//      one asks private/rewrite; tests pass their own.
+//   2. AddressMapper: the table-driven steps that M5 brings (canonical_maps,
+//      sender/recipient_canonical_maps, masquerade_domains, virtual alias
+//      expansion, sender/recipient_bcc_maps).  The default maps nothing; a
+//      mapper runs only when the client allows address mapping
+//      (CLEANUP_FLAG_MAP_OK) or automatic BCC (CLEANUP_FLAG_BCC_OK).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ipc/service.hpp"
+
+namespace mta::cleanup {
+
+class AddressRewriter {
+ public:
+  virtual ~AddressRewriter() = default;
+  // RULE is "local" or "remote"; ADDRESS and the result are external.
+  virtual std::string rewrite(std::string_view rule, std::string_view address) = 0;
+};
+
+// The trivial-rewrite service, with Postfix's one-entry cache of the last
+// answer.  Like Postfix's rewrite client it retries until the service
+// answers (logging "problem talking to service rewrite: ...").
+class TrivialRewriteClient : public AddressRewriter {
+ public:
+  explicit TrivialRewriteClient(std::string service = "rewrite");
+  std::string rewrite(std::string_view rule, std::string_view address) override;
+
+ private:
+  ipc::ServiceClient client_;
+  std::string last_rule_, last_address_, last_result_;
+  bool have_last_ = false;
+};
+
+// The table-driven steps (M5).  Addresses are internal (unquoted).
+class AddressMapper {
+ public:
+  virtual ~AddressMapper() = default;
+  // canonical maps, masquerading: true when the address changed.
+  virtual bool map_envelope_sender(std::string& /*address*/) { return false; }
+  virtual bool map_envelope_recipient(std::string& /*address*/) { return false; }
+  virtual bool map_header_sender(std::string& /*address*/) { return false; }
+  virtual bool map_header_recipient(std::string& /*address*/) { return false; }
+  // virtual_alias_maps: the recipients that ADDRESS stands for.
+  virtual std::vector<std::string> expand_recipient(const std::string& address) { return {address}; }
+  // sender_bcc_maps, recipient_bcc_maps, always_bcc: extra recipients.
+  virtual std::vector<std::string> sender_bcc(const std::string& /*sender*/) { return {}; }
+  virtual std::vector<std::string> recipient_bcc(const std::string& /*recipient*/) { return {}; }
+};
+
+}  // namespace mta::cleanup

@@ -1,0 +1,128 @@
+// cleanup: canonicalizes and enqueues a message, as Postfix 3.7's
+// cleanup(8); a single server on public/cleanup (master.cf:
+// "cleanup unix n - y - 0 cleanup").
+//
+// The conversation (Postfix's cleanup protocol, so that Postfix's pickup
+// and smtpd can use us and ours can use Postfix's cleanup):
+//   server: {protocol=cleanup_protocol, queue_id=ID}
+//   client: {flags=N}, then queue-file records through the end record E
+//   server: {status=N, reason=TEXT}   (after the queue file is on disk)
+// What happens to the message is in cleanup_session.hpp.  A client that
+// goes away early, or sends something that is not a record, gets its
+// message thrown away (status "internal protocol error" if it still
+// listens).  SIGTERM (postfix stop) removes an unfinished queue file.
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+
+#include "cleanup/address_rewriting.hpp"
+#include "cleanup/cleanup_session.hpp"
+#include "cleanup/record_stream.hpp"
+#include "config/config.hpp"
+#include "ipc/mail_proto.hpp"
+#include "ipc/server.hpp"
+#include "log/log.hpp"
+#include "queue/queue_dirs.hpp"
+#include "server/server.hpp"
+
+namespace {
+
+// The queue file being written, for the SIGTERM handler.
+char g_path[4096];
+volatile sig_atomic_t g_have_path = 0;
+
+void on_sigterm(int sig) {
+  if (g_have_path) ::unlink(g_path);
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+struct Daemon {
+  mta::cleanup::CleanupSettings settings;
+  std::unique_ptr<mta::queue::QueueLayout> layout;
+  std::unique_ptr<mta::cleanup::TrivialRewriteClient> rewriter;
+  mta::cleanup::AddressMapper mapper;  // M5: canonical, virtual, masquerading, bcc
+  std::unique_ptr<mta::cleanup::BounceClient> bounce;
+  size_t max_record = 0;
+
+  void serve(int fd);
+};
+
+void Daemon::serve(int fd) {
+  mta::ipc::Channel ch = mta::ipc::server_channel(fd, "cleanup socket");
+  mta::cleanup::CleanupSession session(settings, *layout, *rewriter, mapper, bounce.get());
+  std::string error;
+  if (!session.open(&error)) {
+    mta::log::warning("%s", error.c_str());
+    return;
+  }
+  std::snprintf(g_path, sizeof g_path, "%s", session.file_path().c_str());
+  g_have_path = 1;
+
+  mta::ipc::Status st = ch.write(mta::ipc::proto::CleanupHello{session.queue_id()});
+  if (st.ok()) st = ch.flush();
+  mta::ipc::proto::CleanupOpen open;
+  if (st.ok()) st = ch.read(open);
+  if (!st.ok()) {
+    session.protocol_error();
+    open.flags = 0;
+  }
+  session.control(open.flags);
+
+  char type = 0;
+  std::string data;
+  bool clean_read = st.ok();
+  while (clean_read && session.accepting()) {
+    mta::message::RecordStatus rs = mta::message::read_record(ch.stream(), ch.name(), max_record, &type, &data, &error);
+    if (rs != mta::message::RecordStatus::ok) {
+      if (rs == mta::message::RecordStatus::error) mta::log::warning("%s", error.c_str());
+      session.protocol_error();
+      clean_read = false;
+      break;
+    }
+    session.record(type, data);
+    if (type == 'E') break;
+  }
+  // Keep reading after a problem until the client is ready for our answer.
+  while (clean_read && type != 'E') {
+    if (mta::message::read_record(ch.stream(), ch.name(), max_record, &type, &data, &error) !=
+        mta::message::RecordStatus::ok)
+      break;
+  }
+  if (ch.stream().timed_out())
+    mta::log::warning("%s: read timeout on %s", session.queue_id().c_str(), ch.name().c_str());
+
+  int status = session.finish();
+  g_have_path = 0;
+  ch.stream().clear_state();
+  (void)mta::ipc::reply(ch, mta::ipc::proto::CleanupReply{status, session.reason()});
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Daemon daemon;
+  mta::server::SingleServer server;
+  server.pre_init = [&daemon](mta::server::ServerContext& ctx) {
+    try {
+      daemon.settings = mta::cleanup::CleanupSettings::from_config(ctx.config);
+      mta::queue::QueueLayout configured = mta::queue::QueueLayout::from_config(ctx.config);
+      // Relative paths: the queue directory is our working directory, and
+      // our root when chrooted.
+      daemon.layout = std::make_unique<mta::queue::QueueLayout>(".", ctx.config.get_list("hash_queue_names"),
+                                                                configured.hash_depth());
+      daemon.rewriter = std::make_unique<mta::cleanup::TrivialRewriteClient>(ctx.config.get("rewrite_service_name"));
+      daemon.bounce = mta::cleanup::make_bounce_client(ctx.config.get("bounce_service_name"));
+      daemon.max_record = std::max<size_t>(daemon.settings.line_limit, size_t{1} << 20);
+    } catch (const mta::config::ConfigError& e) {
+      mta::log::fatal("%s", e.what());
+    }
+    ::signal(SIGTERM, on_sigterm);
+  };
+  server.service = [&daemon](int fd, mta::server::ServerContext&) { daemon.serve(fd); };
+  return mta::server::run_single_server(argc, argv, server);
+}
