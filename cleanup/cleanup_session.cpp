@@ -107,7 +107,7 @@ CleanupSettings CleanupSettings::from_config(const config::Config& c) {
   s.queue_service = c.get("queue_service_name");
   s.attribute_limit = static_cast<int>(c.get_int("queue_file_attribute_count_limit"));
   s.verp_filter = c.get("verp_delimiter_filter");
-  s.soft_bounce = c.get_bool("soft_bounce");
+  s.always_bcc = c.get("always_bcc");
   s.headers.set_drop_list(c.get("message_drop_headers"));
   return s;
 }
@@ -465,10 +465,15 @@ void CleanupSession::add_sender(std::string_view address) {
   put(rec::kFrom, clean);
   if (!sender_) sender_ = clean;
   if ((flags_ & cflag::kBccOk) && !clean.empty())
-    for (const std::string& bcc : mapper_.sender_bcc(clean)) {
-      std::string b = rewrite_internal("local", bcc);
-      out_recipient("", kDsnNotifyNever, b, b);
-    }
+    for (const std::string& bcc : mapper_.sender_bcc(clean)) add_bcc(bcc);
+}
+
+// An automatic BCC recipient (always_bcc, sender/recipient_bcc_maps):
+// rewritten locally, never notified about.
+void CleanupSession::add_bcc(std::string_view address) {
+  std::string clean = rewrite_internal("local", address);
+  if (flags_ & cflag::kMapOk) mapper_.map_envelope_recipient(clean);
+  out_recipient("", kDsnNotifyNever, clean, clean);
 }
 
 void CleanupSession::add_recipient(std::string_view address) {
@@ -477,10 +482,7 @@ void CleanupSession::add_recipient(std::string_view address) {
   out_recipient(dsn_orcpt_.value_or(""), dsn_notify_, orig_rcpt_.value_or(std::string(address)), clean);
   if (!recip_) recip_ = clean;
   if ((flags_ & cflag::kBccOk) && !clean.empty())
-    for (const std::string& bcc : mapper_.recipient_bcc(clean)) {
-      std::string b = rewrite_internal("local", bcc);
-      out_recipient("", kDsnNotifyNever, b, b);
-    }
+    for (const std::string& bcc : mapper_.recipient_bcc(clean)) add_bcc(bcc);
 }
 
 void CleanupSession::out_recipient(std::string dsn_orcpt, int notify, std::string orcpt, const std::string& address) {
@@ -751,6 +753,7 @@ void CleanupSession::extracted(char type, std::string_view data) {
 }
 
 void CleanupSession::extracted_finish() {
+  if ((flags_ & cflag::kBccOk) && recip_ && !settings_.always_bcc.empty()) add_bcc(settings_.always_bcc);
   if (!out_ok()) return;
   file_->put_end();
 }

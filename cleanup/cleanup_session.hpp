@@ -78,7 +78,7 @@ struct CleanupSettings {
   std::string queue_service = "qmgr";  // queue_service_name
   int attribute_limit = 100;           // queue_file_attribute_count_limit
   std::string verp_filter = "-=+";     // verp_delimiter_filter
-  bool soft_bounce = false;
+  std::string always_bcc;
   message::HeaderTable headers;        // with message_drop_headers
 
   static CleanupSettings from_config(const config::Config& config);
@@ -145,6 +145,7 @@ class CleanupSession {
 
   void add_sender(std::string_view address);
   void add_recipient(std::string_view address);
+  void add_bcc(std::string_view address);
   void out_recipient(std::string dsn_orcpt, int notify, std::string orcpt, const std::string& address);
   std::string rewrite_internal(std::string_view rule, std::string_view address);
   bool rewrite_tree(rfc822::Tree& tree, int node);

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <memory>
 
 #include "cleanup/address_rewriting.hpp"
@@ -122,6 +123,7 @@ int main(int argc, char** argv) {
       mta::log::fatal("%s", e.what());
     }
     ::signal(SIGTERM, on_sigterm);
+    ::tzset();  // before chroot: Date: and Received: use local time
   };
   server.service = [&daemon](int fd, mta::server::ServerContext&) { daemon.serve(fd); };
   return mta::server::run_single_server(argc, argv, server);

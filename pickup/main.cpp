@@ -4,6 +4,7 @@
 // every 60 seconds by master and by postdrop after each submission).  On
 // each wakeup it moves every complete maildrop file to the cleanup service
 // (see maildrop_pickup.hpp).  It takes no command-line arguments of its own.
+#include <ctime>
 #include <memory>
 
 #include "config/config.hpp"
@@ -29,6 +30,7 @@ int main(int argc, char** argv) {
     } catch (const mta::config::ConfigError& e) {
       mta::log::fatal("%s", e.what());
     }
+    ::tzset();  // before chroot: the Received: date is local time
   };
   server.trigger = [&pickup](std::string_view, mta::server::ServerContext&) { pickup->scan(); };
   return mta::server::run_trigger_server(argc, argv, server);

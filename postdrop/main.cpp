@@ -160,7 +160,11 @@ int main(int argc, char** argv) {
   bool long_ids = false;
   try {
     config = mta::config::Config::load(mta::config::Config::default_config_dir(), {.process_name = "postdrop"});
-    mta::config::setup_logging(config, true);
+    try {
+      mta::config::setup_logging(config, true);
+    } catch (const mta::config::ConfigError&) {
+      // An ordinary user may not append to maillog_file: standard error only.
+    }
     if (auto who = mta::message::check_user_acl(config.get("authorized_submit_users"), uid))
       mta::log::fatal("User %s(%ld) is not allowed to submit mail", who->c_str(), static_cast<long>(uid));
     size_limit = config.get_int("message_size_limit");

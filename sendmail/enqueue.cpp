@@ -267,7 +267,11 @@ void enqueue(const config::Config& config, const EnqueueRequest& req) {
   if (!dst.read_queue_id()) {
     int saved = errno;
     int status = dst.wait();
-    if (status != 0) log::warning("command \"%s\" exited with status %d", dst.label().c_str(), status);
+    if (status != 0) {
+      // postdrop said why on standard error; the errno we have is ours.
+      log::warning("command \"%s\" exited with status %d", dst.label().c_str(), status);
+      saved = 0;
+    }
     fatal("%s: unable to execute %s: %s", who.c_str(), dst.label().c_str(), errno_text(saved).c_str());
   }
 

@@ -145,9 +145,14 @@ int main(int argc, char** argv) {
   mta::config::Config config;
   try {
     config = mta::config::Config::load(mta::config::Config::default_config_dir(), {.process_name = program});
-    mta::config::setup_logging(config, true);
   } catch (const mta::config::ConfigError& e) {
     fatal("%s", e.what());
+  }
+  try {
+    mta::config::setup_logging(config, true);
+  } catch (const mta::config::ConfigError&) {
+    // An ordinary user may not append to maillog_file (Postfix would use
+    // postlogd): messages go to standard error only.
   }
   std::string queue_dir = config.get("queue_directory");
   if (::chdir(queue_dir.c_str()) != 0) fatal("chdir %s: %s", queue_dir.c_str(), std::strerror(errno));

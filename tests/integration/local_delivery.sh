@@ -129,7 +129,10 @@ mbox_text() {
   normalize <"$1" | python3 -c '
 import sys
 msgs, cur, prev = [], [], ""
-for line in sys.stdin.read().split("\n"):
+text = sys.stdin.read()
+if text.endswith("\n"):
+    text = text[:-1]  # drop the final newline: then every message ends alike
+for line in text.split("\n"):
     if line.startswith("From ") and prev == "" and cur:
         msgs.append("\n".join(cur)); cur = []
     cur.append(line); prev = line

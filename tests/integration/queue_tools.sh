@@ -55,6 +55,9 @@ wait_for() {  # SECONDS COMMAND...
   for ((i = 0; i < limit * 5; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
   return 1
 }
+# Our commands, each bounded in time.
+pq() { timeout 60 "$B/postqueue" "$@"; }
+psuper() { timeout 60 "$B/postsuper" "$@"; }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 finish() { echo "# $CHECKS checks, $FAILS failed"; [ "$FAILS" = 0 ]; exit; }
 
@@ -78,19 +81,29 @@ if [ $HAVE_ORACLE = 0 ]; then
     -r b@example.net -r 'c d@example.net' >"$T/w1"
   printf 'Subject: y\n\nbody\n' | "$TOOL" write "$Q" -q hold -t 1700000001.5 -s '' -r e@example.net >"$T/w2"
   read -r ID1 _ <"$T/w1"; read -r ID2 _ <"$T/w2"
-  out=$(TZ=UTC "$B/postqueue" -c "$C" -p 2>/dev/null)
+  if [ "$(id -u)" = 0 ]; then
+    chown -R postfix "$Q"  # showq and postsuper work as mail_owner
+  elif [ -x "$B/master" ] && [ -x "$B/postfix" ]; then
+    # Not root: no direct access to the queue; an unprivileged instance of
+    # ours serves the listing.
+    echo "showq unix n - n - - showq" >"$C/master.cf"
+    printf '%s\n' "data_directory = $C/data" "command_directory = $B" "inet_protocols = ipv4" >>"$C/main.cf"
+    timeout 60 "$B/postfix" -c "$C" start >"$T/start.log" 2>&1 && RUNNING+=("ours:$C")
+    wait_for 10 test -S "$Q/public/showq" || bad "an unprivileged instance starts" "$(cat "$T/start.log")"
+  fi
+  out=$(TZ=UTC pq -c "$C" -p 2>/dev/null)
   case $out in
     "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------"*"$ID1 "*"Tue Nov 14 22:13:20  a@example.org"*'"c d"@example.net'*"$ID2! "*"MAILER-DAEMON"*"in 2 Requests.") ok "postqueue -p lists our queue" ;;
     *) bad "postqueue -p lists our queue" "$out" ;;
   esac
-  [ "$(TZ=UTC "$B/postqueue" -c "$C" -j 2>/dev/null | wc -l)" = 2 ] && ok "postqueue -j: one line per message" ||
+  [ "$(TZ=UTC pq -c "$C" -j 2>/dev/null | wc -l)" = 2 ] && ok "postqueue -j: one line per message" ||
     bad "postqueue -j: one line per message"
   if [ "$(id -u)" = 0 ]; then
-    "$B/postsuper" -c "$C" -H ALL 2>"$T/err"
+    psuper -c "$C" -H ALL 2>"$T/err"
     same "postsuper -H ALL" <(echo "postsuper: Released from hold: 1 message") "$T/err"
-    "$B/postsuper" -c "$C" -d "$ID1" -d "$ID2" 2>"$T/err"
+    psuper -c "$C" -d "$ID1" -d "$ID2" 2>"$T/err"
     same "postsuper -d" <(printf 'postsuper: %s: removed\npostsuper: %s: removed\npostsuper: Deleted: 2 messages\n' "$ID1" "$ID2") "$T/err"
-    [ "$("$B/postqueue" -c "$C" -p 2>/dev/null)" = "Mail queue is empty" ] && ok "the queue is empty" || bad "the queue is empty"
+    [ "$(pq -c "$C" -p 2>/dev/null)" = "Mail queue is empty" ] && ok "the queue is empty" || bad "the queue is empty"
   fi
   finish
 fi
@@ -100,7 +113,7 @@ LIB=$("$ORACLE" path)/usr/lib/postfix
 # real PROG ARGS...: the real program, without postfix-oracle's own remarks on stderr.
 real() {
   local rc
-  "$ORACLE" run "$@" 2>"$T/real.stderr"
+  timeout 60 "$ORACLE" run "$@" 2>"$T/real.stderr"
   rc=$?
   grep -v '^postfix-oracle:' "$T/real.stderr" >&2
   return $rc
@@ -155,8 +168,10 @@ PY
   timeout 60 "$ORACLE" run postfix -c "$D" stop >/dev/null 2>&1
   RUNNING=("${RUNNING[@]/real:$D}")
   # As a stopped Postfix may leave them: one message in active, one in incoming.
-  set -- $(find "$D/queue/deferred" -type f | sort | head -n 2)
-  mv "$1" "$D/queue/active/" && mv "$2" "$D/queue/incoming/"
+  local first second
+  first=$(find "$D/queue/deferred" -type f | sort | sed -n 1p)
+  second=$(find "$D/queue/deferred" -type f | sort | sed -n 2p)
+  mv "$first" "$D/queue/active/" && mv "$second" "$D/queue/incoming/"
   local total
   total=$(find "$D/queue"/{maildrop,incoming,active,deferred,hold} -type f | wc -l)
   [ "$total" = 11 ] && ok "the real Postfix built a queue of 11 messages in $D" ||
@@ -188,7 +203,7 @@ loglines() { sed 's/^.*postsuper\[[0-9]*\]: //' "$1/maillog"; }
 
 # ---------------------------------------------------------------- listings
 list_checks() {  # QUEUE_INSTANCE LABEL
-  local src=$1 label=$2 L=$T/list who
+  local src=$1 label=$2 L=$T/list
   copyq "$src" "$L"
   export TZ=UTC
   real postqueue -c "$L" -p >"$T/ref.p" 2>"$T/ref.err"
@@ -197,10 +212,10 @@ list_checks() {  # QUEUE_INSTANCE LABEL
     ok "$label: the real postqueue reads the stopped queue with the real showq" ||
     bad "$label: the real postqueue reads the stopped queue" "$(cat "$T/ref.err")"
   # Our postqueue with the real showq (stand-alone).
-  LD_LIBRARY_PATH=$LIB "$B/postqueue" -c "$L" -p >"$T/o.p" 2>"$T/o.err"
+  LD_LIBRARY_PATH=$LIB pq -c "$L" -p >"$T/o.p" 2>"$T/o.err"
   same "$label: our postqueue -p through the real showq" "$T/ref.p" "$T/o.p"
   same "$label: the same warning" "$T/ref.err" "$T/o.err"
-  LD_LIBRARY_PATH=$LIB "$B/postqueue" -c "$L" -j >"$T/o.j" 2>/dev/null
+  LD_LIBRARY_PATH=$LIB pq -c "$L" -j >"$T/o.j" 2>/dev/null
   same "$label: our postqueue -j through the real showq" "$T/ref.j" "$T/o.j"
   # Our showq, stand-alone, for the real postqueue and ours.
   sed -i "s|^daemon_directory = .*|daemon_directory = $B|" "$L/main.cf"
@@ -208,9 +223,9 @@ list_checks() {  # QUEUE_INSTANCE LABEL
   same "$label: the real postqueue -p through our showq" "$T/ref.p" "$T/o.p"
   real postqueue -c "$L" -j >"$T/o.j" 2>/dev/null
   same "$label: the real postqueue -j through our showq" "$T/ref.j" "$T/o.j"
-  "$B/postqueue" -c "$L" -p >"$T/o.p" 2>/dev/null
+  pq -c "$L" -p >"$T/o.p" 2>/dev/null
   same "$label: our postqueue -p through our showq" "$T/ref.p" "$T/o.p"
-  "$B/postqueue" -c "$L" -j >"$T/o.j" 2>/dev/null
+  pq -c "$L" -j >"$T/o.j" 2>/dev/null
   same "$label: our postqueue -j through our showq" "$T/ref.j" "$T/o.j"
   unset TZ
 }
@@ -227,12 +242,12 @@ grep -q '^----Queue ID----- --Size--' "$T/ref.p" && ok "long IDs: Postfix's long
 copyq "$SHORT" "$T/empty"
 find "$T/empty/queue"/{maildrop,incoming,active,deferred,hold} -type f -delete
 real postqueue -c "$T/empty" -p >"$T/ref.p" 2>/dev/null
-LD_LIBRARY_PATH=$LIB "$B/postqueue" -c "$T/empty" -p >"$T/o.p" 2>/dev/null
+LD_LIBRARY_PATH=$LIB pq -c "$T/empty" -p >"$T/o.p" 2>/dev/null
 same "an empty queue through the real showq: Mail queue is empty" "$T/ref.p" "$T/o.p"
 sed -i "s|^daemon_directory = .*|daemon_directory = $B|" "$T/empty/main.cf"
-"$B/postqueue" -c "$T/empty" -p >"$T/o.p" 2>/dev/null
+pq -c "$T/empty" -p >"$T/o.p" 2>/dev/null
 same "an empty queue through our showq: Mail queue is empty" "$T/ref.p" "$T/o.p"
-"$B/postqueue" -c "$T/empty" -j >"$T/o.j" 2>/dev/null
+pq -c "$T/empty" -j >"$T/o.j" 2>/dev/null
 [ ! -s "$T/o.j" ] && ok "an empty queue: no JSON" || bad "an empty queue: no JSON"
 
 # ---------------------------------------------------------------- under our master
@@ -259,15 +274,15 @@ if [ -x "$B/master" ] && [ -x "$B/postfix" ] && [ -x "$B/test_trigger" ] &&
   [ ! -s "$T/o.err" ] && ok "no fallback: the showq service answered" || bad "the showq service answered" "$(cat "$T/o.err")"
   real postqueue -c "$O" -j >"$T/o.j" 2>/dev/null
   same "our showq under our master for the real postqueue -j" "$T/here.j" "$T/o.j"
-  "$B/postqueue" -c "$O" -p >"$T/o.p" 2>/dev/null
+  pq -c "$O" -p >"$T/o.p" 2>/dev/null
   same "our showq under our master for our postqueue -p" "$T/here.p" "$T/o.p"
   # A user who is not root, in the postdrop group (as a set-gid postqueue would be).
   if getent group postdrop >/dev/null; then
-    setpriv --reuid=nobody --regid=postdrop --clear-groups "$B/postqueue" -c "$O" -p >"$T/o.p" 2>"$T/o.err"
+    timeout 60 setpriv --reuid=nobody --regid=postdrop --clear-groups "$B/postqueue" -c "$O" -p >"$T/o.p" 2>"$T/o.err"
     same "an unprivileged user lists the queue through showq" "$T/here.p" "$T/o.p"
-    setpriv --reuid=nobody --regid=nogroup --clear-groups "$B/postqueue" -c "$O" -p >"$T/o.p" 2>"$T/o.err"
+    timeout 60 setpriv --reuid=nobody --regid=nogroup --clear-groups "$B/postqueue" -c "$O" -p >"$T/o.p" 2>"$T/o.err"
     echo "rc=$?" >>"$T/o.err"
-    setpriv --reuid=nobody --regid=nogroup --clear-groups "$ORACLE" run postqueue -c "$O" -p >"$T/r.p" 2>"$T/r.err"
+    timeout 60 setpriv --reuid=nobody --regid=nogroup --clear-groups "$ORACLE" run postqueue -c "$O" -p >"$T/r.p" 2>"$T/r.err"
     echo "rc=$?" >>"$T/r.err"
     sed -i '/^postfix-oracle:/d' "$T/r.err"
     same "a user without access to public/ is refused as by Postfix" "$T/r.err" "$T/o.err"
@@ -275,7 +290,7 @@ if [ -x "$B/master" ] && [ -x "$B/postfix" ] && [ -x "$B/test_trigger" ] &&
   unset TZ
   # postqueue -f: the triggers Postfix sends.
   : >"$O/queue/trigger.log"
-  "$B/postqueue" -c "$O" -f 2>"$T/o.err"
+  pq -c "$O" -f 2>"$T/o.err"
   wait_for 10 grep -q W "$O/queue/trigger.log"
   ours_triggers=$(tr '\0' 0 <"$O/queue/trigger.log")
   : >"$O/queue/trigger.log"
@@ -289,7 +304,7 @@ if [ -x "$B/master" ] && [ -x "$B/postfix" ] && [ -x "$B/test_trigger" ] &&
   # No flush service here: -i and -s fail as Postfix's do.
   for args in "-i $(ls "$O/queue/hold" | head -n 1)" "-s example.com" "-s [1.2.3.4]"; do
     # shellcheck disable=SC2086
-    "$B/postqueue" -c "$O" $args >"$T/o.out" 2>&1; echo "rc=$?" >>"$T/o.out"
+    pq -c "$O" $args >"$T/o.out" 2>&1; echo "rc=$?" >>"$T/o.out"
     # shellcheck disable=SC2086
     real postqueue -c "$O" $args >"$T/r.out" 2>&1; echo "rc=$?" >>"$T/r.out"
     same "postqueue $args without a flush service" "$T/r.out" "$T/o.out"
@@ -297,16 +312,16 @@ if [ -x "$B/master" ] && [ -x "$B/postfix" ] && [ -x "$B/test_trigger" ] &&
   timeout 60 "$B/postfix" -c "$O" stop >/dev/null 2>&1
   RUNNING=("${RUNNING[@]/ours:$O}")
   # The mail system is down: -f fails as Postfix's does.
-  "$B/postqueue" -c "$O" -f >"$T/o.out" 2>&1; echo "rc=$?" >>"$T/o.out"
+  pq -c "$O" -f >"$T/o.out" 2>&1; echo "rc=$?" >>"$T/o.out"
   real postqueue -c "$O" -f >"$T/r.out" 2>&1; echo "rc=$?" >>"$T/r.out"
   same "postqueue -f with the mail system down" "$T/r.out" "$T/o.out"
   rm -f "$O/queue/public/qmgr"
-  "$B/postqueue" -c "$O" -f >"$T/o.out" 2>&1; echo "rc=$?" >>"$T/o.out"
+  pq -c "$O" -f >"$T/o.out" 2>&1; echo "rc=$?" >>"$T/o.out"
   real postqueue -c "$O" -f >"$T/r.out" 2>&1; echo "rc=$?" >>"$T/r.out"
   same "postqueue -f without a qmgr socket" "$T/r.out" "$T/o.out"
-  setpriv --reuid=nobody --regid=postdrop --clear-groups "$B/postqueue" -c "$O" -p >"$T/o.out" 2>&1
+  timeout 60 setpriv --reuid=nobody --regid=postdrop --clear-groups "$B/postqueue" -c "$O" -p >"$T/o.out" 2>&1
   echo "rc=$?" >>"$T/o.out"
-  setpriv --reuid=nobody --regid=postdrop --clear-groups "$ORACLE" run postqueue -c "$O" -p >"$T/r.out" 2>&1
+  timeout 60 setpriv --reuid=nobody --regid=postdrop --clear-groups "$ORACLE" run postqueue -c "$O" -p >"$T/r.out" 2>&1
   echo "rc=$?" >>"$T/r.out"
   sed -i '/^postfix-oracle:/d' "$T/r.out"
   grep -q "Queue report unavailable - mail system is down" "$T/o.out" &&
@@ -332,15 +347,15 @@ if timeout 60 "$ORACLE" run postfix -c "$R" start >"$T/start.log" 2>&1; then
   RUNNING+=("real:$R")
   wait_for 10 test -S "$R/queue/public/showq"
   export TZ=UTC
-  "$B/postqueue" -c "$R" -p >"$T/o.p" 2>"$T/o.err"
+  pq -c "$R" -p >"$T/o.p" 2>"$T/o.err"
   same "our postqueue -p through the real showq daemon" "$T/here.p" "$T/o.p"
   [ ! -s "$T/o.err" ] && ok "no fallback: the real showq service answered" || bad "the real showq answered" "$(cat "$T/o.err")"
-  "$B/postqueue" -c "$R" -j >"$T/o.j" 2>/dev/null
+  pq -c "$R" -j >"$T/o.j" 2>/dev/null
   same "our postqueue -j through the real showq daemon" "$T/here.j" "$T/o.j"
   unset TZ
   for args in "-i $(ls "$R/queue/hold" | head -n 1)" "-i NOSUCHID" "-s example.com" "-s other.example"; do
     # shellcheck disable=SC2086
-    "$B/postqueue" -c "$R" $args >"$T/o.out" 2>&1; echo "rc=$?" >>"$T/o.out"
+    pq -c "$R" $args >"$T/o.out" 2>&1; echo "rc=$?" >>"$T/o.out"
     # shellcheck disable=SC2086
     real postqueue -c "$R" $args >"$T/r.out" 2>&1; echo "rc=$?" >>"$T/r.out"
     same "postqueue $args with the real flush service" "$T/r.out" "$T/o.out"
@@ -359,7 +374,7 @@ for args in "" "-p -f" "-p extra" "-x" "-s bad!site" "-s [1.2.3.400]" "-s $(prin
   # (The log is not compared: with the mail system down the real postqueue
   # has no postlogd to log through; ours logs as it does when it runs.)
   # shellcheck disable=SC2086
-  "$B/postqueue" -c "$E" $args >"$T/o.out" 2>&1; echo "rc=$?" >>"$T/o.out"
+  pq -c "$E" $args >"$T/o.out" 2>&1; echo "rc=$?" >>"$T/o.out"
   # shellcheck disable=SC2086
   real postqueue -c "$E" $args >"$T/r.out" 2>&1; echo "rc=$?" >>"$T/r.out"
   same "postqueue $args: the same error and exit code" "$T/r.out" "$T/o.out"
@@ -372,7 +387,7 @@ super_case() {
   copyq "$src" "$T/ra"; copyq "$src" "$T/rb"
   if [ -n "${SETUP:-}" ]; then eval "$SETUP"; touch -d '-1 minute' "$T/ra/main.cf" "$T/rb/main.cf"; fi
   real postsuper -c "$T/ra" "$@" <"${STDIN:-/dev/null}" >"$T/ra.out" 2>&1; echo "rc=$?" >>"$T/ra.out"
-  "$B/postsuper" -c "$T/rb" "$@" <"${STDIN:-/dev/null}" >"$T/rb.out" 2>&1; echo "rc=$?" >>"$T/rb.out"
+  psuper -c "$T/rb" "$@" <"${STDIN:-/dev/null}" >"$T/rb.out" 2>&1; echo "rc=$?" >>"$T/rb.out"
   for x in ra rb; do loglines "$T/$x" >"$T/$x.log"; ${NORM:-state} "$T/$x" >"$T/$x.state"; done
   local name="postsuper $*${STDIN:+ <ids}${SETUP:+ (after: ${SETUP_NAME:-setup})}"
   if cmp -s "$T/ra.out" "$T/rb.out" && cmp -s "$T/ra.log" "$T/rb.log" && cmp -s "$T/ra.state" "$T/rb.state"; then
@@ -444,21 +459,21 @@ NORM=norm_state SETUP='for x in ra rb; do sed -i "s/^enable_long_queue_ids = yes
   SETUP_NAME="long queue IDs turned off" super_case "$LONG" -s
 NORM=norm_state super_case "$LONG" -S
 # Hash changes on copies whose names already match their inodes.
-fixed() { for x in ra rb; do "$B/postsuper" -c "$T/$x" -s 2>/dev/null; : >"$T/$x/maillog"; done; }
+fixed() { for x in ra rb; do psuper -c "$T/$x" -s 2>/dev/null; : >"$T/$x/maillog"; done; }
 NORM=norm_state SETUP='fixed; for x in ra rb; do printf "hash_queue_depth = 2\nhash_queue_names = deferred, defer, hold\n" >>"$T/$x/main.cf"; done' \
   SETUP_NAME="hash depth 2, hold hashed" super_case "$SHORT" -s
 NORM=norm_state SETUP='fixed; for x in ra rb; do printf "hash_queue_depth = 2\nhash_queue_names = deferred, defer, incoming\n" >>"$T/$x/main.cf";
-  "$B/postsuper" -c "$T/$x" -s; sed -i "/^hash_queue/d" "$T/$x/main.cf"; : >"$T/$x/maillog"; done' \
+  psuper -c "$T/$x" -s; sed -i "/^hash_queue/d" "$T/$x/main.cf"; : >"$T/$x/maillog"; done' \
   SETUP_NAME="hash depth 2 and back" super_case "$SHORT" -s
 NORM=norm_state SETUP='fixed; for x in ra rb; do echo "hash_queue_names = maildrop" >>"$T/$x/main.cf"; done' \
   SETUP_NAME="maildrop hashed" super_case "$SHORT" -s
 
 # Refusals.
-su -s /bin/sh nobody -c "'$B/postsuper' -c '$SHORT' -d ALL" >"$T/o.out" 2>&1; echo "rc=$?" >>"$T/o.out"
-su -s /bin/sh nobody -c "'$ORACLE' run postsuper -c '$SHORT' -d ALL" >"$T/r.out" 2>&1; echo "rc=$?" >>"$T/r.out"
+timeout 60 su -s /bin/sh nobody -c "'$B/postsuper' -c '$SHORT' -d ALL" >"$T/o.out" 2>&1; echo "rc=$?" >>"$T/o.out"
+timeout 60 su -s /bin/sh nobody -c "'$ORACLE' run postsuper -c '$SHORT' -d ALL" >"$T/r.out" 2>&1; echo "rc=$?" >>"$T/r.out"
 sed -i '/^postfix-oracle:/d' "$T/r.out"
 same "postsuper refuses a user who is not root, as Postfix" "$T/r.out" "$T/o.out"
-"$B/postsuper" -c relative -d ALL >"$T/o.out" 2>&1; echo "rc=$?" >>"$T/o.out"
+psuper -c relative -d ALL >"$T/o.out" 2>&1; echo "rc=$?" >>"$T/o.out"
 real postsuper -c relative -d ALL >"$T/r.out" 2>&1; echo "rc=$?" >>"$T/r.out"
 same "postsuper -c needs an absolute path" "$T/r.out" "$T/o.out"
 

@@ -117,8 +117,10 @@ run() {
   fi
   echo $? >"$dir/$who.rc"
   grep -av '^postfix-oracle:' "$dir/$who.rawerr" >"$dir/$who.err"
-  # Wait for the maildrop to empty and a complete queue file (mode 0700).
-  wait_for 15 sh -c "[ -z \"\$(ls '$inst/queue/maildrop')\" ]"
+  # Wait for pickup to take every complete maildrop file (the real postdrop
+  # leaves refused files behind, never marked complete), then for a complete
+  # queue file (mode 0700).
+  wait_for 15 sh -c "[ -z \"\$(find '$inst/queue/maildrop' -type f -perm -700 2>/dev/null)\" ]"
   qf=""
   if [ "$(cat "$dir/$who.rc")" = 0 ] && [ -z "${NOFILE:-}" ]; then
     for ((i = 0; i < 150; i++)); do

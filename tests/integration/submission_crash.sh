@@ -65,14 +65,24 @@ mkdir -p "$OURS/queue"
   echo "pickup    unix  n       -       n       2       1       pickup"
   echo "cleanup   unix  n       -       n       -       0       cleanup"
   echo "rewrite   unix  -       -       n       -       -       $REWRITE"
+  # Stands in for qmgr: records the triggers cleanup sends.
+  [ -x "$B/test_trigger" ] && echo "qmgr      unix  n       -       n       300     1       test_trigger"
 } >"$OURS/master.cf"
 touch "$OURS/maillog"
+mkdir -p "$OURS/queue"; touch "$OURS/queue/trigger.log"; chmod 666 "$OURS/queue/trigger.log"
 if "$B/postfix" -c "$OURS" start >/dev/null 2>&1; then STARTED=1; else
   bad "our instance starts" "$(tail -5 "$OURS/maillog")"; exit 1
 fi
 wait_for 10 test -S "$OURS/queue/public/pickup" -a -S "$OURS/queue/public/cleanup" || bad "our services are listening"
 
 # ---------------------------------------------------------------- ours only
+# cleanup wakes up qmgr (public/qmgr) after each message.
+if [ -x "$B/test_trigger" ]; then
+  printf 'Subject: wake qmgr\n\nbody\n' | MAIL_CONFIG=$OURS "$B/sendmail" someone
+  wait_for 15 grep -q W "$OURS/queue/trigger.log" && ok "cleanup wakes up qmgr with a W trigger" ||
+    bad "cleanup wakes up qmgr with a W trigger" "trigger.log: $(cat "$OURS/queue/trigger.log")"
+fi
+
 master_pid=$(awk '{print $1; exit}' "$OURS/queue/pid/master.pid")
 # Children of our master running PROGRAM.
 children() {
