@@ -41,7 +41,8 @@ cp "$MTA_SOURCE_DIR/conf/main.cf" "$T/main.cf"
   "myhostname = mail.test.example" "mydestination = \$myhostname, localhost" \
   "myorigin = \$myhostname" "alias_maps = hash:$T/aliases" "alias_database = hash:$T/aliases" \
   "home_mailbox = Maildir/" "mail_spool_directory = $T/spool" "default_transport = error" \
-  "relay_transport = error" "allow_mail_to_files = alias, forward"
+  "relay_transport = error" "allow_mail_to_files = alias, forward" \
+  "minimal_backoff_time = 1s" "maximal_backoff_time = 2s" "queue_run_delay = 1s"
 "$B/postconf" -c "$T" -MX smtp/inet
 "$B/postalias" -c "$T" "$T/aliases"
 "$B/postfix" -c "$T" start || { bad "postfix start"; exit 1; }
@@ -82,6 +83,47 @@ pkill -9 -f "qmgr -n qmgr" || true
 check "every message of a burst arrives after qmgr is killed" sh -c \
   "[ \$(grep -rl '^burst' '$T/home/$U1/Maildir/new' | wc -l) -ge 20 ]"
 check "postqueue -p shows an empty queue at the end" sh -c "'$B/postqueue' -p | grep -q 'Mail queue is empty'"
+
+# 5. kill -9 of a delivery agent in the middle of a run loses nothing.
+for i in $(seq 20); do printf 'Subject: agent %s\n\nagentburst %s\n' "$i" "$i" | send -f root "$U2@mail.test.example"; done
+pkill -9 -f "local -n local" || true
+check "every message arrives after a delivery agent is killed" sh -c \
+  "[ \$(grep -rl '^agentburst' '$T/home/$U2/Maildir/new' | wc -l) -ge 20 ]"
+
+# 6. Held mail: listed with "!", released, delivered; defer_transports honoured.
+"$B/postconf" -c "$T" -e "defer_transports = local"
+"$B/postfix" -c "$T" reload >/dev/null
+sleep 1
+printf 'Subject: held\n\nheld message\n' | send -f root "$U1@mail.test.example"
+check "a deferred transport keeps the message in the queue" sh -c \
+  "'$B/postqueue' -p | grep -q '(deferred transport)'"
+"$B/postsuper" -h ALL 2>"$T/err"
+grep -q "postsuper: Placed on hold: 1 message" "$T/err" && ok "postsuper -h reports as Postfix" || bad "postsuper -h" "$(cat "$T/err")"
+check "postqueue -p marks a held message with !" sh -c "'$B/postqueue' -p | grep -qE '^[0-9A-F]+!'"
+"$B/postconf" -c "$T" -e "defer_transports ="
+"$B/postfix" -c "$T" reload >/dev/null
+sleep 1
+"$B/postsuper" -H ALL 2>"$T/err"
+grep -q "postsuper: Released from hold: 1 message" "$T/err" && ok "postsuper -H reports as Postfix" || bad "postsuper -H" "$(cat "$T/err")"
+"$B/postqueue" -f
+check "a released message is delivered" sh -c "grep -rl 'held message' '$T/home/$U1/Maildir/new'"
+
+# 7. A queue file damaged on disk goes to corrupt/ with a log line; the rest flows.
+"$B/postconf" -c "$T" -e "defer_transports = local"
+"$B/postfix" -c "$T" reload >/dev/null
+sleep 1
+printf 'Subject: damaged\n\ndamaged message\n' | send -f root "$U1@mail.test.example"
+check "the message waits in deferred/" sh -c "find '$T/queue/deferred' -type f | grep -q ."
+f=$(find "$T/queue/deferred" -type f | head -1)
+truncate -s 40 "$f"
+"$B/postconf" -c "$T" -e "defer_transports ="
+"$B/postfix" -c "$T" reload >/dev/null
+sleep 1
+"$B/postqueue" -f
+check "a truncated queue file is moved to corrupt/" sh -c "find '$T/queue/corrupt' -type f | grep -q ."
+check "and that is logged" grep -q 'saving corrupt file' "$T/maillog"
+printf 'Subject: after\n\nafter the damage\n' | send -f root "$U1@mail.test.example"
+check "mail keeps flowing after a corrupt file" sh -c "grep -rl 'after the damage' '$T/home/$U1/Maildir/new'"
 
 echo "# $CHECKS checks, $FAILS failed"
 [ $FAILS = 0 ]
