@@ -119,29 +119,10 @@ class PcreDialect : public PatternDialect {
 
 const PcreDialect kPcreDialect;
 
-class PcreDict : public Dict {
- public:
-  PcreDict(std::string_view name, const std::vector<TableLine>& lines, bool no_regsub)
-      : Dict("pcre", std::string(name), true), rules_(kPcreDialect, std::string(name), lines, no_regsub) {}
-
- protected:
-  Result do_lookup(std::string_view key) override {
-    auto value = rules_.search(key);
-    return value ? Result::hit(std::move(*value)) : Result::miss();
-  }
-
- private:
-  PatternRules rules_;
-};
-
 }  // namespace
 
 DictPtr open_pcre(std::string_view name, const OpenFlags& flags) {
-  if (flags.create || flags.write)
-    throw DictError("pcre:" + std::string(name) + " map requires O_RDONLY access mode");
-  auto d = std::make_unique<PcreDict>(name, read_table_lines("pcre", name), flags.no_regsub);
-  if (!name.empty() && name.front() != '{') d->watch_file(std::string(name));
-  return d;
+  return open_pattern_table("pcre", kPcreDialect, name, flags);
 }
 
 }  // namespace mta::maps

@@ -89,29 +89,10 @@ class RegexpDialect : public PatternDialect {
 
 const RegexpDialect kRegexpDialect;
 
-class RegexpDict : public Dict {
- public:
-  RegexpDict(std::string_view name, const std::vector<TableLine>& lines, bool no_regsub)
-      : Dict("regexp", std::string(name), true), rules_(kRegexpDialect, std::string(name), lines, no_regsub) {}
-
- protected:
-  Result do_lookup(std::string_view key) override {
-    auto value = rules_.search(key);
-    return value ? Result::hit(std::move(*value)) : Result::miss();
-  }
-
- private:
-  PatternRules rules_;
-};
-
 }  // namespace
 
 DictPtr open_regexp(std::string_view name, const OpenFlags& flags) {
-  if (flags.create || flags.write)
-    throw DictError("regexp:" + std::string(name) + " map requires O_RDONLY access mode");
-  auto d = std::make_unique<RegexpDict>(name, read_table_lines("regexp", name), flags.no_regsub);
-  if (!name.empty() && name.front() != '{') d->watch_file(std::string(name));
-  return d;
+  return open_pattern_table("regexp", kRegexpDialect, name, flags);
 }
 
 }  // namespace mta::maps

@@ -477,4 +477,34 @@ std::optional<std::string> PatternRules::search(std::string_view key_view) const
   return std::nullopt;
 }
 
+namespace {
+
+class PatternTableDict : public Dict {
+ public:
+  PatternTableDict(std::string_view type, const PatternDialect& dialect, std::string_view name,
+                   const std::vector<TableLine>& lines, bool no_regsub)
+      : Dict(std::string(type), std::string(name), true),
+        rules_(dialect, std::string(name), lines, no_regsub) {}
+
+ protected:
+  Result do_lookup(std::string_view key) override {
+    auto value = rules_.search(key);
+    return value ? Result::hit(std::move(*value)) : Result::miss();
+  }
+
+ private:
+  PatternRules rules_;
+};
+
+}  // namespace
+
+DictPtr open_pattern_table(std::string_view type, const PatternDialect& dialect, std::string_view name,
+                           const OpenFlags& flags) {
+  if (flags.create || flags.write)
+    throw DictError(std::string(type) + ":" + std::string(name) + " map requires O_RDONLY access mode");
+  auto d = std::make_unique<PatternTableDict>(type, dialect, name, read_table_lines(type, name), flags.no_regsub);
+  if (!name.empty() && name.front() != '{') d->watch_file(std::string(name));
+  return d;
+}
+
 }  // namespace mta::maps

@@ -155,6 +155,12 @@ class PatternRules {
   std::vector<Rule> rules_;
 };
 
+// Opens a regexp-style table ("regexp:/file" or inline text) whose rules
+// follow DIALECT: read-only, watched for changes when it is a file, and
+// refusing $n results when flags.no_regsub is set.
+DictPtr open_pattern_table(std::string_view type, const PatternDialect& dialect, std::string_view name,
+                           const OpenFlags& flags);
+
 // Postfix's character classes: ASCII only, whatever the locale.
 inline bool is_ascii_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
