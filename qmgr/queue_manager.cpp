@@ -59,6 +59,7 @@ QueueManager::QueueManager(server::ServerContext& ctx)
   max_lifetime_ = ctx.config.get_time("maximal_queue_lifetime", 'd');
   bounce_lifetime_ = ctx.config.get_time("bounce_queue_lifetime", 'd');
   run_delay_ = ctx.config.get_time("queue_run_delay");
+  owner_ = this;
 }
 
 QueueManager::~QueueManager() {
@@ -242,18 +243,31 @@ void QueueManager::resolve_and_plan(Message& m) {
 }
 
 void QueueManager::dispatch() {
-  for (auto it = pending_.begin(); it != pending_.end();) {
-    Job& j = **it;
-    long long limit = transport_limit(j.transport, "_destination_concurrency_limit",
-                                      "default_destination_concurrency_limit");
-    if (limit > 0 && in_flight_[destination_key(j)] >= limit) {
-      ++it;
-      continue;
-    }
-    std::unique_ptr<Job> job = std::move(*it);
-    it = pending_.erase(it);
-    start_job(job);
+  // A job that fails at once finishes inside start_job() and dispatches
+  // again from there; the nested call only asks this loop to start over,
+  // because pending_ may have changed under its iterator.
+  if (dispatching_) {
+    dispatch_again_ = true;
+    return;
   }
+  dispatching_ = true;
+  do {
+    dispatch_again_ = false;
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      Job& j = **it;
+      long long limit = transport_limit(j.transport, "_destination_concurrency_limit",
+                                        "default_destination_concurrency_limit");
+      if (limit > 0 && in_flight_[destination_key(j)] >= limit) {
+        ++it;
+        continue;
+      }
+      std::unique_ptr<Job> job = std::move(*it);
+      it = pending_.erase(it);
+      start_job(job);
+      if (dispatch_again_) break;
+    }
+  } while (dispatch_again_);
+  dispatching_ = false;
 }
 
 bool QueueManager::start_job(std::unique_ptr<Job>& owned) {
@@ -314,7 +328,6 @@ bool QueueManager::start_job(std::unique_ptr<Job>& owned) {
   job->reply_event = event_new(ctx_.base, job->channel.stream().fd(), EV_READ, &QueueManager::on_reply, job);
   timeval tv{static_cast<time_t>(ctx_.config.get_time("qmgr_daemon_timeout")), 0};
   event_add(job->reply_event, &tv);
-  owner_ = this;
   return true;
 }
 

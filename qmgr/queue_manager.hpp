@@ -95,7 +95,9 @@ class QueueManager {
   std::map<Job*, std::unique_ptr<Job>> running_;
   std::map<std::string, int> in_flight_;  // per transport!nexthop
   std::vector<std::string> defer_transports_;
-  bool flush_once_ = false;  // postqueue -f: deliver even through defer_transports
+  bool flush_once_ = false;
+  bool dispatching_ = false;
+  bool dispatch_again_ = false;  // postqueue -f: deliver even through defer_transports
   long long active_limit_;
   long long min_backoff_, max_backoff_, max_lifetime_, bounce_lifetime_, run_delay_;
   struct event* timer_ = nullptr;
