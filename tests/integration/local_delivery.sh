@@ -283,11 +283,13 @@ config_maildir() {
   printf 'nosuchuser-lost: %s\n' "$UA" >>"$INST/aliases"
 }
 inject_maildir() {
+  # B forwards to A and keeps a copy.  Made before any message goes in: the
+  # team message below reaches B too, and must meet the same .forward
+  # whichever agent delivers it and however fast.
+  printf '%s, \\%s\n' "$UA" "$UB" >"$T/home/$UB/.forward"; chown "$UB:" "$T/home/$UB/.forward"
   message plain | inject "$UA@localhost"
   message team | inject "team@localhost"
   message extension | inject "$UA+box@localhost"
-  # B forwards to A and keeps a copy
-  printf '%s, \\%s\n' "$UA" "$UB" >"$T/home/$UB/.forward"; chown "$UB:" "$T/home/$UB/.forward"
   message forward | inject "$UB@localhost"
   # C's home is not writable: the maildir cannot be made
   chown root: "$T/home/$UC"; chmod 755 "$T/home/$UC"
