@@ -208,7 +208,9 @@ grep -q "postfix/bounce\[[0-9]*\]: $ID: sender non-delivery notification: NEWID1
   ok "flush: Postfix's log line" || bad "flush: Postfix's log line" "$(grep bounce "$T/maillog" | tail -3)"
 if [ $ROOT = 1 ]; then
   same "the bounce service runs as mail_owner, chrooted" "postfix $Q" \
-    "$(pid=$(pgrep -f "bounce -n defer" | head -1); echo "$(ps -o user= -p "$pid") $(readlink "/proc/$pid/root")")"
+    "$(for p in $(pgrep -f "bounce -n defer"); do  # this instance's, not another test's
+         tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "MAIL_CONFIG=$T" && pid=$p; done
+       echo "$(ps -o user= -p "$pid") $(readlink "/proc/$pid/root")")"
 fi
 
 # 3. The null sender, notify_classes without bounce: nothing to send, the log goes.
