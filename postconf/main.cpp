@@ -38,6 +38,7 @@ struct Options {
        names_only = false, master = false, non_default = false, parameters = false, expand = false,
        exclude = false, comment = false;
   char list_types = 0;  // 'l', 'm', 'a', 'A'
+  char templates = 0;   // 'b' (expanded) or 't' (as written): the bounce templates
   std::vector<std::pair<std::string, std::string>> overrides;
   std::vector<std::string> args;
 };
@@ -304,6 +305,21 @@ int edit_files(const Options& o) {
   return 0;
 }
 
+// The bounce daemon knows the templates; as Postfix's postconf, ask it.
+int show_templates(const Options& o) {
+  config::Config c = Config::load(o.dir, {.read_main_cf = true, .read_master_cf = false, .process_name = "postconf"});
+  std::string bounce = c.get("daemon_directory") + "/bounce";
+  std::vector<std::string> args = {"bounce", o.templates == 'b' ? "-SVnexpand_templates" : "-SVndump_templates"};
+  if (!o.args.empty()) args.push_back("-obounce_template_file=" + o.args[0]);
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::setenv("MAIL_CONFIG", o.dir.c_str(), 1);
+  std::cout.flush();
+  ::execv(bounce.c_str(), argv.data());
+  log::fatal("cannot execute %s: %s", bounce.c_str(), std::strerror(errno));
+}
+
 int list_types(char which) {
   switch (which) {
     case 'l': std::cout << "flock\nfcntl\ndotlock\n"; break;
@@ -340,7 +356,8 @@ int run(int argc, char** argv) {
         break;
       }
       case 'p': break;
-      case 'b': case 't': case 'T':
+      case 'b': case 't': o.templates = static_cast<char>(c); break;
+      case 'T':
         log::fatal("-%c: not supported by this version", c);
       case 'P': o.parameters = true; break;
       case 'v': log::set_verbose(log::verbose_level() + 1); break;
@@ -356,6 +373,7 @@ int run(int argc, char** argv) {
   if (o.edit + o.exclude + o.comment > 1) log::fatal("specify one of -e, -X or -#");
   if (o.master + o.fields + o.parameters > 1) log::fatal("specify one of -M, -F or -P");
   if (o.list_types) return list_types(o.list_types);
+  if (o.templates) return show_templates(o);
   if (o.edit || o.exclude || o.comment) return edit_files(o);
   if (o.master) return show_master(o);
   if (o.fields) return show_fields(o);
