@@ -136,6 +136,14 @@ int BounceService::append(int, const std::string& service, const std::string& qu
   return 0;
 }
 
+std::unique_ptr<OriginalFile> BounceService::open_original(const NotifyRequest& req) const {
+  std::string error;
+  std::unique_ptr<OriginalFile> orig = OriginalFile::open(s_.layout, req.queue_name, req.queue_id, s_.threaded,
+                                                          s_.mailer_daemon, s_.bounce_size_limit, &error);
+  if (!orig) log::error("%s", error.c_str());
+  return orig;
+}
+
 int BounceService::notify(const NotifyRequest& req, Kind kind) {
   const bool failure = kind == Kind::failure;
   const TemplateClass klass = failure ? TemplateClass::failure : TemplateClass::delay;
@@ -146,13 +154,8 @@ int BounceService::notify(const NotifyRequest& req, Kind kind) {
   const char* what_postmaster = failure ? "postmaster non-delivery" : "postmaster delay";
 
   std::string error;
-  std::unique_ptr<OriginalFile> orig =
-      OriginalFile::open(s_.layout, req.queue_name, req.queue_id, s_.threaded, s_.mailer_daemon,
-                         s_.bounce_size_limit, &error);
-  if (!orig) {
-    log::error("%s", error.c_str());
-    return 1;
-  }
+  std::unique_ptr<OriginalFile> orig = open_original(req);
+  if (!orig) return 1;
   std::vector<LogEntry> entries;
   const std::vector<LogEntry>* logged = nullptr;
   switch (read_log(s_.layout, req.service, req.queue_id, s_.smtputf8_enable, &entries, &error)) {
@@ -237,13 +240,8 @@ int BounceService::trace(const NotifyRequest& req) {
   }
   const TemplateClass klass =
       req.flags & (kDelReqFlagUserVrfy | kDelReqFlagRecord) ? TemplateClass::verify : TemplateClass::success;
-  std::unique_ptr<OriginalFile> orig =
-      OriginalFile::open(s_.layout, req.queue_name, req.queue_id, s_.threaded, s_.mailer_daemon,
-                         s_.bounce_size_limit, &error);
-  if (!orig) {
-    log::error("%s", error.c_str());
-    return 1;
-  }
+  std::unique_ptr<OriginalFile> orig = open_original(req);
+  if (!orig) return 1;
   std::vector<LogEntry> entries;
   switch (read_log(s_.layout, req.service, req.queue_id, s_.smtputf8_enable, &entries, &error)) {
     case LogRead::ok: break;
@@ -270,13 +268,8 @@ int BounceService::one(const NotifyRequest& req, ipc::proto::Recipient rcpt, ipc
   neuter(dsn, s_.smtputf8_enable);
   const Template& tmpl = templates_.failure;
   std::string error;
-  std::unique_ptr<OriginalFile> orig =
-      OriginalFile::open(s_.layout, req.queue_name, req.queue_id, s_.threaded, s_.mailer_daemon,
-                         s_.bounce_size_limit, &error);
-  if (!orig) {
-    log::error("%s", error.c_str());
-    return 1;
-  }
+  std::unique_ptr<OriginalFile> orig = open_original(req);
+  if (!orig) return 1;
   const long offset = rcpt.offset;
   const int notify = rcpt.dsn_notify;
   const std::vector<LogEntry> single{LogEntry{std::move(rcpt), std::move(dsn)}};
@@ -324,13 +317,8 @@ int BounceService::verp(const NotifyRequest& req, const std::string& delimiters)
     return flush(req);
   }
   std::string error;
-  std::unique_ptr<OriginalFile> orig =
-      OriginalFile::open(s_.layout, req.queue_name, req.queue_id, s_.threaded, s_.mailer_daemon,
-                         s_.bounce_size_limit, &error);
-  if (!orig) {
-    log::error("%s", error.c_str());
-    return 1;
-  }
+  std::unique_ptr<OriginalFile> orig = open_original(req);
+  if (!orig) return 1;
   std::vector<LogEntry> entries;
   switch (read_log(s_.layout, req.service, req.queue_id, s_.smtputf8_enable, &entries, &error)) {
     case LogRead::ok: break;

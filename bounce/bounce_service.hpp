@@ -28,12 +28,14 @@
 // sender non-delivery notification: NEWQUEUEID").
 #pragma once
 
+#include <memory>
 #include <set>
 #include <string>
 
 #include "bounce/bounce_log.hpp"
 #include "bounce/bounce_template.hpp"
 #include "bounce/dsn_report.hpp"
+#include "bounce/original_file.hpp"
 #include "bounce/post_mail.hpp"
 #include "config/config.hpp"
 #include "ipc/mail_proto.hpp"
@@ -99,6 +101,8 @@ class BounceService {
  private:
   enum class Kind { failure, delay };
   int notify(const NotifyRequest& req, Kind kind);
+  // The message being reported on, or null (the reason is logged).
+  std::unique_ptr<OriginalFile> open_original(const NotifyRequest& req) const;
   ReportSettings report_settings(const NotifyRequest& req, std::time_t now) const;
   bool expand(TemplateClass klass, std::vector<std::string>* text) const;
   // Posts one notice; logs "QUEUEID: WHAT notification: NEWID" on success
