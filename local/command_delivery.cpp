@@ -361,20 +361,7 @@ int LocalAgent::deliver_command(State state, UserAttr usr, const std::string& co
   if (!settings_.command_execution_directory.empty()) {
     ExpandOutcome e = expand_attributes(
         settings_.command_execution_directory,
-        [&](std::string_view n) -> std::optional<std::string> {
-          if (n == "user") return m.user;
-          if (n == "home") return usr.home;
-          if (n == "shell") return usr.shell;
-          if (n == "recipient") return m.rcpt.address;
-          if (n == "extension") return m.extension;
-          if (n == "domain") return m.domain;
-          if (n == "local") return m.local;
-          if (n == "recipient_delimiter")
-            return settings_.recipient_delimiter.empty()
-                       ? std::nullopt
-                       : std::optional<std::string>(settings_.recipient_delimiter.substr(0, 1));
-          return std::nullopt;
-        },
+        [&](std::string_view n) { return local_attribute(n, m, usr); },
         &settings_.execution_directory_expansion_filter);
     if (e.error) {
       log::warning("bad parameter value syntax for command_execution_directory: %s",

@@ -334,21 +334,7 @@ bool LocalAgent::deliver_dotforward(State state, UserAttr usr, int* status) {
   for (const std::string& lhs : config::split_list(settings_.forward_path)) {
     ExpandOutcome e = expand_attributes(
         lhs,
-        [&](std::string_view n) -> std::optional<std::string> {
-          if (n == "user") return m.user;
-          if (n == "home") return usr.home;
-          if (n == "shell") return usr.shell;
-          if (n == "recipient") return m.rcpt.address;
-          if (n == "extension") return m.extension;
-          if (n == "domain") return m.domain;
-          if (n == "local") return m.local;
-          if (n == "recipient_delimiter") {
-            if (settings_.recipient_delimiter.empty()) return std::nullopt;
-            if (m.extension && m.local.size() > m.user.size()) return std::string(1, m.local[m.user.size()]);
-            return settings_.recipient_delimiter.substr(0, 1);
-          }
-          return std::nullopt;
-        },
+        [&](std::string_view n) { return local_attribute(n, m, usr); },
         &settings_.forward_expansion_filter);
     if (e.error || e.undefined) continue;
     if (lstat_as(e.text, &st, usr.uid, usr.gid) == 0) {
@@ -528,6 +514,24 @@ int LocalAgent::deliver_indirect(State state) {
   return 0;
 }
 
+std::optional<std::string> LocalAgent::local_attribute(std::string_view n, const MsgAttr& m,
+                                                      const UserAttr& usr) const {
+  if (n == "user") return m.user;
+  if (n == "home") return usr.home;
+  if (n == "shell") return usr.shell;
+  if (n == "recipient") return m.rcpt.address;
+  if (n == "extension") return m.extension;
+  if (n == "domain") return m.domain;
+  if (n == "local") return m.local;
+  if (n == "recipient_delimiter") {
+    // The delimiter that this address used, else the first one configured.
+    if (settings_.recipient_delimiter.empty()) return std::nullopt;
+    if (m.extension && m.local.size() > m.user.size()) return std::string(1, m.local[m.user.size()]);
+    return settings_.recipient_delimiter.substr(0, 1);
+  }
+  return std::nullopt;
+}
+
 int LocalAgent::deliver_unknown(State state, UserAttr usr) {
   MsgAttr& m = state.msg;
   // fallback_transport_maps, fallback_transport: for users we do not know.
@@ -550,19 +554,7 @@ int LocalAgent::deliver_unknown(State state, UserAttr usr) {
     m.unmatched.reset();
     ExpandOutcome e = expand_attributes(
         settings_.luser_relay,
-        [&](std::string_view n) -> std::optional<std::string> {
-          if (n == "user") return m.user;
-          if (n == "home") return usr.home;
-          if (n == "shell") return usr.shell;
-          if (n == "recipient") return m.rcpt.address;
-          if (n == "extension") return m.extension;
-          if (n == "domain") return m.domain;
-          if (n == "local") return m.local;
-          if (n == "recipient_delimiter")
-            return settings_.recipient_delimiter.empty() ? std::nullopt
-                                                         : std::optional<std::string>(settings_.recipient_delimiter.substr(0, 1));
-          return std::nullopt;
-        },
+        [&](std::string_view n) { return local_attribute(n, m, usr); },
         nullptr);
     return deliver_resolve_addr(state, usr, e.text);
   }

@@ -98,6 +98,9 @@ class LocalAgent {
   };
 
   int deliver_recipient(State state, UserAttr usr);
+  // The value of $NAME in forward_path, luser_relay and
+  // command_execution_directory (Postfix's local_expand), or nullopt.
+  std::optional<std::string> local_attribute(std::string_view name, const MsgAttr& m, const UserAttr& usr) const;
   int deliver_switch(State state, UserAttr usr);
   bool deliver_alias(State state, UserAttr usr, const std::string& name, int* status);
   bool deliver_dotforward(State state, UserAttr usr, int* status);
