@@ -176,14 +176,18 @@ void QueueManager::activate(const std::string& id) {
 
 long long QueueManager::transport_limit(const std::string& transport, std::string_view suffix,
                                         std::string_view fallback) const {
+  // Asked for every pending job on every dispatch: parse each name once
+  // (a reload starts a new qmgr, so the values never change under us).
   std::string name = transport + std::string(suffix);
+  if (auto it = limits_.find(name); it != limits_.end()) return it->second;
+  long long value = 1;
   try {
-    if (ctx_.config.lookup(name)) return ctx_.config.get_int(name);
-    return ctx_.config.get_int(fallback);
+    value = ctx_.config.lookup(name) ? ctx_.config.get_int(name) : ctx_.config.get_int(fallback);
   } catch (const config::ConfigError& e) {
     log::warning("%s", e.what());
-    return 1;
   }
+  limits_.emplace(std::move(name), value);
+  return value;
 }
 
 void QueueManager::resolve_and_plan(Message& m) {

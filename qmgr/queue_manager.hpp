@@ -94,6 +94,7 @@ class QueueManager {
   std::deque<std::unique_ptr<Job>> pending_;
   std::map<Job*, std::unique_ptr<Job>> running_;
   std::map<std::string, int> in_flight_;  // per transport!nexthop
+  mutable std::map<std::string, long long, std::less<>> limits_;  // TRANSPORT_SUFFIX -> value
   std::vector<std::string> defer_transports_;
   bool flush_once_ = false;
   bool dispatching_ = false;
