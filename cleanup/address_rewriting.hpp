@@ -17,7 +17,7 @@
 #include <string_view>
 #include <vector>
 
-#include "ipc/service.hpp"
+#include "ipc/rewrite_client.hpp"
 
 namespace mta::cleanup {
 
@@ -28,8 +28,8 @@ class AddressRewriter {
   virtual std::string rewrite(std::string_view rule, std::string_view address) = 0;
 };
 
-// The trivial-rewrite service, with Postfix's one-entry cache of the last
-// answer.  Like Postfix's rewrite client it retries until the service
+// The trivial-rewrite service (ipc::RewriteClient), with Postfix's
+// one-entry cache of the last answer.  Like Postfix's rewrite client it retries until the service
 // answers (logging "problem talking to service rewrite: ...").
 class TrivialRewriteClient : public AddressRewriter {
  public:
@@ -37,9 +37,7 @@ class TrivialRewriteClient : public AddressRewriter {
   std::string rewrite(std::string_view rule, std::string_view address) override;
 
  private:
-  ipc::ServiceClient client_;
-  std::string last_rule_, last_address_, last_result_;
-  bool have_last_ = false;
+  ipc::RewriteClient client_;
 };
 
 // The table-driven steps (M5).  Addresses are internal (unquoted).

@@ -24,6 +24,7 @@
 #include "cleanup/cleanup_session.hpp"
 #include "cleanup/record_stream.hpp"
 #include "config/config.hpp"
+#include "ipc/dict_proxy.hpp"
 #include "ipc/mail_proto.hpp"
 #include "ipc/server.hpp"
 #include "log/log.hpp"
@@ -106,6 +107,7 @@ void Daemon::serve(int fd) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  mta::ipc::register_proxy_tables();  // proxy:TYPE:NAME tables, via private/proxymap
   Daemon daemon;
   mta::server::SingleServer server;
   server.pre_init = [&daemon](mta::server::ServerContext& ctx) {

@@ -42,7 +42,8 @@ int deliver_message(const mta::local::ReporterConfig& reporter, mta::agent::Deli
 int main(int argc, char** argv) {
   mta::local::ReporterConfig reporter;  // set up once, read-only afterwards
   mta::server::SingleServer server;
-  server.pre_init = [&](mta::server::ServerContext& ctx) {
+  // After the chroot: queue_directory is then "/", where private/bounce is.
+  server.post_init = [&](mta::server::ServerContext& ctx) {
     try {
       reporter = mta::agent::reporter_config(ctx.config);
     } catch (const std::exception& e) {

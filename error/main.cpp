@@ -56,7 +56,8 @@ int main(int argc, char** argv) {
   ErrorAgent agent;
   Mode& mode = agent.mode;
   mta::server::SingleServer server;
-  server.pre_init = [&](mta::server::ServerContext& ctx) {
+  // After the chroot: queue_directory is then "/", where private/bounce is.
+  server.post_init = [&](mta::server::ServerContext& ctx) {
     if (ctx.service_name == "error") mode = Mode::bounce;
     else if (ctx.service_name == "retry") mode = Mode::defer;
     else mta::log::fatal("bad error service name: %s", ctx.service_name.c_str());

@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 
+#include "ipc/dict_proxy.hpp"
 #include "local/delivery_service.hpp"
 #include "local/local_settings.hpp"
 #include "local/mail_services.hpp"
@@ -25,6 +26,7 @@
 #include "server/server.hpp"
 
 int main(int argc, char** argv) {
+  mta::ipc::register_proxy_tables();  // proxy:TYPE:NAME tables, via private/proxymap
   using namespace mta;
   std::optional<local::Settings> settings;
   std::unique_ptr<local::AddressResolver> resolver;

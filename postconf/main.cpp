@@ -22,6 +22,7 @@
 
 #include "config/atomic_file.hpp"
 #include "config/config.hpp"
+#include "ipc/dict_proxy.hpp"
 #include "log/log.hpp"
 #include "maps/dict.hpp"
 #include "postconf/postconf.hpp"
@@ -385,6 +386,7 @@ int run(int argc, char** argv) {
 }  // namespace mta::postconf
 
 int main(int argc, char** argv) {
+  mta::ipc::register_proxy_tables();  // postconf -m lists proxy, as Postfix's
   mta::postconf::argv0 = argv[0];
   mta::log::init(argv[0]);
   try {

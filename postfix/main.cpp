@@ -71,11 +71,44 @@ pid_t running_master(const Context& c) {
   return static_cast<pid_t>(pid);
 }
 
+// Debian's postfix start (configure-instance.sh) copies the files that name
+// lookups need into the queue directory when a service runs chrooted; so do
+// we, or a chrooted smtpd could not name its clients.  Files that the host
+// does not have are skipped.
+void prepare_chroot(const Context& c, const config::Config& full) {
+  bool any = false;
+  // "-" is master.cf's default, which is "n" since Postfix 3.0.
+  for (const config::MasterEntry& e : full.services())
+    if (e.chroot == "y") any = true;
+  if (!any) return;
+  std::string etc = c.queue_dir + "/etc";
+  ::mkdir(etc.c_str(), 0755);
+  for (const char* name : {"localtime", "services", "resolv.conf", "hosts", "host.conf", "nsswitch.conf",
+                           "nss_mdns.config"}) {
+    std::string from = std::string("/etc/") + name, to = etc + "/" + name;
+    std::ifstream in(from, std::ios::binary);
+    if (!in) continue;
+    std::string tmp = to + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+      out << in.rdbuf();
+      if (!out) {
+        log::warning("cannot copy %s to %s: %s", from.c_str(), to.c_str(), std::strerror(errno));
+        continue;
+      }
+    }
+    ::chmod(tmp.c_str(), 0644);
+    if (::rename(tmp.c_str(), to.c_str()) != 0)
+      log::warning("cannot copy %s to %s: %s", from.c_str(), to.c_str(), std::strerror(errno));
+  }
+}
+
 void check(Context& c, bool fix_permissions) {
   // The configuration must parse, master.cf included.
   config::LoadOptions lo;
   lo.read_master_cf = true;
   config::Config full = config::Config::load(c.config_dir, lo);
+  if (::geteuid() == 0) prepare_chroot(c, full);
   for (const std::string& w : full.warnings()) log::warning("%s", w.c_str());
   if (::access((c.daemon_dir + "/master").c_str(), X_OK) != 0)
     say(log::Level::fatal, "no Postfix master program " + c.daemon_dir + "/master!");

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "ipc/dict_proxy.hpp"
 #include "log/log.hpp"
 #include "maps/dict.hpp"
 #include "maps/table_source.hpp"
@@ -240,6 +241,11 @@ int run(int argc, char** argv, Tool tool) {
     log::fatal("%s", e.what());
   }
   std::string default_type = c.get("default_database_type");
+  mta::ipc::register_proxy_tables({.queue_directory = c.get("queue_directory"),
+                                   .proxymap_service = c.get("proxymap_service_name"),
+                                   .proxywrite_service = c.get("proxywrite_service_name"),
+                                   .timeout = std::chrono::seconds(c.get_time("ipc_timeout")),
+                                   .utf8_request = c.get_bool("smtputf8_enable")});
   if (tool == Tool::newaliases) o.tables = c.get_list("alias_database");
   if (o.tables.empty()) usage(tool);
   std::vector<std::string> specs;

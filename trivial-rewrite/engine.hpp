@@ -51,12 +51,18 @@
 
 #include "config/config.hpp"
 #include "maps/maps.hpp"
+#include "maps/match_list.hpp"
 #include "trivial-rewrite/interface_addresses.hpp"
-#include "trivial-rewrite/match_list.hpp"
 #include "trivial-rewrite/tok822.hpp"
 #include "trivial-rewrite/transport_table.hpp"
 
 namespace mta::rewrite {
+
+// The pattern lists live in lib/maps (smtpd uses them too).
+using maps::Match;
+using maps::match_parent_style;
+using maps::MatchList;
+using maps::split_patterns;
 
 // Resolve flags (Postfix's resolve_clnt.h; the same values as
 // ipc/mail_proto.hpp's kResolve*).

@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 
+#include "ipc/dict_proxy.hpp"
 #include "ipc/mail_proto.hpp"
 #include "ipc/server.hpp"
 #include "log/log.hpp"
@@ -142,6 +143,7 @@ class RewriteDaemon {
 }  // namespace
 
 int main(int argc, char** argv) {
+  mta::ipc::register_proxy_tables();  // proxy:TYPE:NAME tables, via private/proxymap
   RewriteDaemon daemon;
   mta::server::MultiServer server;
   server.pre_init = [&](mta::server::ServerContext& ctx) { daemon.start(ctx); };

@@ -20,7 +20,7 @@ std::string Dict::fold_key(std::string_view key) const {
 }
 
 Result Dict::lookup(std::string_view key) {
-  Result r = fold_fixed_ && !pattern_ ? do_lookup(fold_key(key)) : do_lookup(key);
+  Result r = fold_fixed_ && !pattern_ && !fold_remotely_ ? do_lookup(fold_key(key)) : do_lookup(key);
   if (r.found() && r.value.empty()) {
     // Postfix's dict layer says so too: an empty result reads as "found".
     log::warning("table %s: key %.*s: empty string result is not allowed", spec().c_str(),
@@ -116,9 +116,21 @@ constexpr TypeEntry kTypes[] = {
     {"unix", open_unix},
 };
 
-const TypeEntry* find_type(std::string_view type) {
+// Types registered at run time (register_dict_type), in registration order.
+struct RegisteredType {
+  std::string type;
+  DictOpener open;
+};
+std::vector<RegisteredType>& registered_types() {
+  static std::vector<RegisteredType> types;
+  return types;
+}
+
+DictOpener find_type(std::string_view type) {
   for (const TypeEntry& t : kTypes)
-    if (t.type == type) return &t;
+    if (t.type == type) return t.open;
+  for (const RegisteredType& t : registered_types())
+    if (t.type == type) return t.open;
   return nullptr;
 }
 
@@ -145,9 +157,9 @@ DictPtr open_dict_or_throw(std::string_view spec, const OpenFlags& flags, std::s
   split_spec(spec, default_type, &type, &name);
   if (name.empty())
     throw DictError("open dictionary: expecting \"type:name\" form instead of \"" + std::string(spec) + "\"");
-  const TypeEntry* t = find_type(type);
-  if (!t) throw DictError("unsupported dictionary type: " + std::string(type));
-  DictPtr d = t->open(name, flags);
+  DictOpener open = find_type(type);
+  if (!open) throw DictError("unsupported dictionary type: " + std::string(type));
+  DictPtr d = open(name, flags);
   d->set_fold_fixed(flags.fold_fixed);
   return d;
 }
@@ -165,9 +177,22 @@ DictPtr open_dict(std::string_view spec, const OpenFlags& flags, std::string_vie
 std::vector<std::string> dict_types() {
   std::vector<std::string> out;
   for (const TypeEntry& t : kTypes) out.emplace_back(t.type);
+  for (const RegisteredType& t : registered_types()) out.push_back(t.type);
+  std::sort(out.begin(), out.end());
   return out;
 }
 
 bool is_known_type(std::string_view type) { return find_type(type) != nullptr; }
+
+void register_dict_type(std::string_view type, DictOpener open) {
+  for (const TypeEntry& t : kTypes)
+    if (t.type == type) return;
+  for (RegisteredType& t : registered_types())
+    if (t.type == type) {
+      t.open = open;
+      return;
+    }
+  registered_types().push_back({std::string(type), open});
+}
 
 }  // namespace mta::maps

@@ -87,12 +87,19 @@ class Dict {
  protected:
   virtual Result do_lookup(std::string_view key) = 0;
   std::string fold_key(std::string_view key) const;
+  // For tables that learn their kind after construction (proxy: asks the
+  // server whether the remote table is a pattern table).
+  void set_pattern(bool pattern) { pattern_ = pattern; }
+  // For tables whose server folds the key (proxy:): lookup() then passes
+  // the key as the caller gave it, and the table sends fold_fixed() along.
+  void fold_remotely() { fold_remotely_ = true; }
 
  private:
   std::string type_;
   std::string name_;
   bool pattern_;
   bool fold_fixed_ = true;
+  bool fold_remotely_ = false;
   std::string watched_;
   int watch_fd_ = -1;  // the watched file, open: still visible after a chroot
   struct FileStamp {
@@ -118,6 +125,14 @@ DictPtr make_surrogate(std::string type, std::string name, std::string error);
 // The supported types, sorted (postconf -m).
 std::vector<std::string> dict_types();
 bool is_known_type(std::string_view type);
+
+// A table type that lives outside lib/maps (proxy: is in lib/ipc, which
+// depends on lib/maps, not the other way round), as Postfix's
+// dict_open_register().  The opener throws DictError when it cannot open.
+// Registering a type again replaces its opener; built-in types cannot be
+// replaced.  Call before opening tables (programs do it first in main()).
+using DictOpener = DictPtr (*)(std::string_view name, const OpenFlags& flags);
+void register_dict_type(std::string_view type, DictOpener open);
 
 // The error type thrown by openers and by open_dict_or_throw.
 class DictError : public std::runtime_error {

@@ -122,6 +122,7 @@ class Skeleton {
     if (!base_) log::fatal("event_base_new failed");
     ctx_.base = base_;
     ctx_.request_exit = [this] { event_base_loopbreak(base_); };
+    ctx_.client_done = [this] { adopted_client_done(); };
 
     if (callbacks_.pre_init) callbacks_.pre_init(ctx_);
     if (::geteuid() == 0 && (args_.unprivileged || args_.chroot)) {
@@ -151,6 +152,7 @@ class Skeleton {
       event_add(ev, nullptr);
       events_.push_back(ev);
     }
+    listen_events_ = events_.size();
     if (under_master_ && fd_open(kLifelineFd)) {
       struct event* ev = event_new(base_, kLifelineFd, EV_READ, &Skeleton::on_lifeline, this);
       event_add(ev, nullptr);
@@ -167,8 +169,15 @@ class Skeleton {
  private:
   static void on_listen(evutil_socket_t fd, short, void* self) { static_cast<Skeleton*>(self)->listen_ready(fd); }
   static void on_lifeline(evutil_socket_t, short, void* self) {
-    // master is gone: finish what we do and leave.
-    event_base_loopbreak(static_cast<Skeleton*>(self)->base_);
+    // master is gone (stop or reload): finish what we do and leave.  An
+    // event server stops accepting and leaves when its clients are done.
+    auto* s = static_cast<Skeleton*>(self);
+    if (s->multi_ && s->multi_->adopt && s->ctx_.clients > 0) {
+      s->draining_ = true;
+      for (size_t i = 0; i < s->listen_events_; ++i) event_del(s->events_[i]);
+      return;
+    }
+    event_base_loopbreak(s->base_);
   }
   static void on_idle(evutil_socket_t, short, void* self) {
     auto* s = static_cast<Skeleton*>(self);
@@ -236,6 +245,11 @@ class Skeleton {
       }
       case Kind::multi: {
         ++ctx_.clients;
+        if (multi_->adopt) {
+          multi_->adopt(fd, ctx_);
+          update_capacity();
+          break;
+        }
         if (multi_->connected && !multi_->connected(fd, ctx_)) {
           --ctx_.clients;
           ::close(fd);
@@ -248,6 +262,28 @@ class Skeleton {
         break;
       }
     }
+  }
+
+  // Event servers: stop listening (and tell master we are busy) at the cap,
+  // listen again below it.
+  void update_capacity() {
+    if (draining_) return;
+    if (!multi_ || !multi_->adopt || multi_->max_clients <= 0) return;
+    bool full = ctx_.clients >= multi_->max_clients;
+    if (full == full_) return;
+    full_ = full;
+    for (size_t i = 0; i < listen_events_; ++i) {
+      if (full) event_del(events_[i]);
+      else event_add(events_[i], nullptr);
+    }
+    report(full ? Availability::taken : Availability::available);
+  }
+
+  void adopted_client_done() {
+    --ctx_.clients;
+    if (draining_ && ctx_.clients == 0) event_base_loopbreak(base_);
+    update_capacity();
+    used_once();
   }
 
   static std::string read_trigger(int fd) {
@@ -284,6 +320,12 @@ class Skeleton {
       case Kind::trigger: trigger_->trigger(read_trigger(0), ctx_); break;
       case Kind::multi:
         ++ctx_.clients;
+        if (multi_->adopt) {
+          ctx_.client_done = [this] { event_base_loopbreak(base_); };
+          multi_->adopt(0, ctx_);
+          event_base_dispatch(base_);
+          break;
+        }
         if (!multi_->connected || multi_->connected(0, ctx_))
           while (multi_->readable(0, ctx_)) {
           }
@@ -307,6 +349,9 @@ class Skeleton {
   std::map<int, struct event*> clients_;
   std::uint32_t generation_ = 0;
   bool under_master_ = false;
+  bool full_ = false;
+  bool draining_ = false;
+  size_t listen_events_ = 0;  // the first entries of events_
   long long max_idle_ = 100, max_use_ = 100, uses_ = 0;
 };
 

@@ -42,6 +42,9 @@ struct ServerContext {
   int clients = 0;
   // Ask the skeleton to stop after the current event (daemon found a reason).
   std::function<void()> request_exit;
+  // Event servers (MultiServer::adopt): the daemon calls this when a client
+  // it adopted is gone.
+  std::function<void()> client_done;
   // Set by a daemon that uses lookup tables: the name of a table whose file
   // changed since it was opened, or "".  Checked after every client; the
   // process then exits so that master starts one that reads the new table
@@ -67,6 +70,14 @@ struct MultiServer : Callbacks {
   // Called when a client connects (may send a greeting); return false to refuse.
   std::function<bool(int fd, ServerContext&)> connected;
   std::function<void(int fd, ServerContext&)> disconnected;
+  // An event server (smtpd): the daemon takes each connected descriptor
+  // and serves it with its own events, calling ServerContext::client_done
+  // when the client is gone; readable/connected/disconnected are then
+  // unused.  max_clients (0 = no cap) is how many clients one process
+  // serves at once: at the cap it stops accepting and tells master it is
+  // busy, so that master starts another process as load grows.
+  std::function<void(int fd, ServerContext&)> adopt;
+  int max_clients = 0;
 };
 
 struct TriggerServer : Callbacks {

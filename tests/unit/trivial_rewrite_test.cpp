@@ -16,7 +16,6 @@
 #include "trivial-rewrite/engine.hpp"
 #include "trivial-rewrite/hostname_syntax.hpp"
 #include "trivial-rewrite/interface_addresses.hpp"
-#include "trivial-rewrite/match_list.hpp"
 #include "trivial-rewrite/tok822.hpp"
 #include "trivial-rewrite/transport_table.hpp"
 

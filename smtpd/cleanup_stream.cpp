@@ -1,0 +1,159 @@
+// cleanup_stream.cpp: see cleanup_stream.hpp.
+#include "smtpd/cleanup_stream.hpp"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "cleanup/cleanup_status.hpp"
+#include "ipc/attr.hpp"
+#include "ipc/mail_proto.hpp"
+#include "ipc/service.hpp"
+#include "queue/record.hpp"
+
+namespace mta::smtpd {
+
+namespace {
+constexpr size_t kLowWater = 64 * 1024;
+}
+
+CleanupStream::~CleanupStream() { close(); }
+
+void CleanupStream::close() {
+  if (bev_) bufferevent_free(bev_);
+  bev_ = nullptr;
+  done_ = nullptr;
+  drained_ = nullptr;
+}
+
+bool CleanupStream::open(struct event_base* base, const std::string& queue_directory, const std::string& service,
+                         int flags, std::string* error) {
+  close();
+  service_ = service;
+  ipc::Channel channel;
+  ipc::ConnectOptions options;
+  options.timeout = std::chrono::seconds(100);
+  options.attempts = 1;
+  ipc::Status st =
+      ipc::connect_service(channel, queue_directory, ipc::proto::kClassPublic, service, options);
+  ipc::proto::CleanupHello hello;
+  if (st.ok()) st = channel.read(hello);
+  if (st.ok()) st = channel.write(ipc::proto::CleanupOpen{flags});
+  if (st.ok()) st = channel.flush();
+  if (!st.ok()) {
+    *error = st.message();
+    return false;
+  }
+  queue_id_ = hello.queue_id;
+  int fd = channel.stream().release();
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  bev_ = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+  if (!bev_) {
+    ::close(fd);
+    *error = "bufferevent_socket_new failed";
+    return false;
+  }
+  bufferevent_setcb(bev_, &CleanupStream::on_read, &CleanupStream::on_write, &CleanupStream::on_event, this);
+  bufferevent_setwatermark(bev_, EV_WRITE, kLowWater, 0);
+  bufferevent_enable(bev_, EV_READ | EV_WRITE);
+  return true;
+}
+
+void CleanupStream::record(char type, std::string_view payload) {
+  if (!bev_) return;
+  std::string rec = queue::encode_record(type, payload);
+  bufferevent_write(bev_, rec.data(), rec.size());
+}
+
+void CleanupStream::attribute(std::string_view name, std::string_view value) {
+  std::string text;
+  text.reserve(name.size() + value.size() + 1);
+  text.append(name).append("=").append(value);
+  record(queue::rec::kAttr, text);
+}
+
+size_t CleanupStream::pending() const { return bev_ ? evbuffer_get_length(bufferevent_get_output(bev_)) : 0; }
+
+void CleanupStream::on_drained(std::function<void()> callback) { drained_ = std::move(callback); }
+
+void CleanupStream::finish(Done done) {
+  done_ = std::move(done);
+  finishing_ = true;
+  if (!bev_) {
+    deliver(message::cleanup_stat::kWrite, "");
+    return;
+  }
+  parse_reply();  // in case cleanup answered early (it refused the message)
+}
+
+void CleanupStream::on_read(struct bufferevent*, void* self) {
+  auto* s = static_cast<CleanupStream*>(self);
+  if (s->finishing_) s->parse_reply();
+}
+
+void CleanupStream::on_write(struct bufferevent*, void* self) {
+  auto* s = static_cast<CleanupStream*>(self);
+  if (s->drained_) {
+    auto callback = std::move(s->drained_);
+    s->drained_ = nullptr;
+    callback();
+  }
+}
+
+void CleanupStream::on_event(struct bufferevent*, short what, void* self) {
+  auto* s = static_cast<CleanupStream*>(self);
+  if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+    if (s->finishing_ && s->parse_reply()) return;
+    bufferevent_free(s->bev_);
+    s->bev_ = nullptr;
+    if (s->finishing_) s->deliver(message::cleanup_stat::kWrite, "");
+    // Before finish(): the session learns at finish() (bev_ is gone).
+  }
+}
+
+// Cleanup's answer {status, reason} in the zero form: name NUL value NUL
+// ... NUL.  True when it was complete (and delivered).
+bool CleanupStream::parse_reply() {
+  if (!bev_) return false;
+  struct evbuffer* in = bufferevent_get_input(bev_);
+  size_t len = evbuffer_get_length(in);
+  if (len == 0) return false;
+  const char* data = reinterpret_cast<const char*>(evbuffer_pullup(in, -1));
+  std::string_view bytes(data, len);
+  size_t pos = 0;
+  std::string status_text, reason;
+  for (;;) {
+    size_t end = bytes.find('\0', pos);
+    if (end == std::string_view::npos) return false;
+    if (end == pos) break;  // list terminator
+    std::string_view name = bytes.substr(pos, end - pos);
+    size_t vend = bytes.find('\0', end + 1);
+    if (vend == std::string_view::npos) return false;
+    std::string_view value = bytes.substr(end + 1, vend - end - 1);
+    if (name == "status") status_text = value;
+    else if (name == "reason") reason = value;
+    pos = vend + 1;
+  }
+  evbuffer_drain(in, len);
+  auto status = ipc::parse_uint32(status_text);
+  deliver(status ? static_cast<int>(*status) : message::cleanup_stat::kBad, reason);
+  return true;
+}
+
+void CleanupStream::deliver(int status, const std::string& reason) {
+  Done done = std::move(done_);
+  done_ = nullptr;
+  finishing_ = false;
+  if (bev_) {
+    bufferevent_free(bev_);
+    bev_ = nullptr;
+  }
+  if (done) done(status, reason);
+}
+
+}  // namespace mta::smtpd

@@ -1,0 +1,69 @@
+// cleanup_stream.hpp: smtpd's conversation with the cleanup service, on the
+// session's event loop.
+//
+// open() connects to public/cleanup and reads {protocol, queue_id} and
+// sends {flags} synchronously: a local cleanup answers at once, and master
+// starts one when none is free.  Records then go out through a bufferevent
+// without blocking the other sessions of the process; pending() tells the
+// session how much is still queued, so that it stops reading from a client
+// faster than cleanup writes (backpressure).  finish() writes nothing more
+// and calls back with cleanup's {status, reason} when the queue file is on
+// disk (cleanup fsyncs before it answers): only then may smtpd say 250.
+// Destroying the stream before finish() completes closes the connection
+// without the end record, and cleanup throws its incomplete file away.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+
+struct event_base;
+struct bufferevent;
+
+namespace mta::smtpd {
+
+class CleanupStream {
+ public:
+  using Done = std::function<void(int status, const std::string& reason)>;
+
+  CleanupStream() = default;
+  ~CleanupStream();
+  CleanupStream(const CleanupStream&) = delete;
+  CleanupStream& operator=(const CleanupStream&) = delete;
+
+  // False with *error set ("connect to public/cleanup: ...") when cleanup
+  // cannot be reached.
+  bool open(struct event_base* base, const std::string& queue_directory, const std::string& service, int flags,
+            std::string* error);
+  bool is_open() const { return bev_ != nullptr; }
+  const std::string& queue_id() const { return queue_id_; }
+
+  void record(char type, std::string_view payload);
+  // name=value attribute record (REC_TYPE_ATTR).
+  void attribute(std::string_view name, std::string_view value);
+  // Bytes written but not yet taken by cleanup.
+  size_t pending() const;
+  // Called once when the output drains below the low-water mark.
+  void on_drained(std::function<void()> callback);
+
+  // No more records; DONE runs with cleanup's answer, or with
+  // cleanup_stat::kWrite and a reason when the connection fails.
+  void finish(Done done);
+  void close();
+
+ private:
+  static void on_read(struct bufferevent* bev, void* self);
+  static void on_write(struct bufferevent* bev, void* self);
+  static void on_event(struct bufferevent* bev, short what, void* self);
+  void deliver(int status, const std::string& reason);
+  bool parse_reply();
+
+  struct bufferevent* bev_ = nullptr;
+  std::string queue_id_;
+  std::string service_;
+  Done done_;
+  std::function<void()> drained_;
+  bool finishing_ = false;
+};
+
+}  // namespace mta::smtpd

@@ -1,0 +1,90 @@
+// smtpd: the SMTP server (Postfix's smtpd(8)), an event server: one
+// process serves many sessions, and master starts more processes as the
+// ones it has fill up.
+#include <event2/event.h>
+#include <sys/resource.h>
+
+#include <csignal>
+#include <memory>
+
+#include "ipc/dict_proxy.hpp"
+#include "log/log.hpp"
+#include "server/server.hpp"
+#include "smtpd/smtpd_server.hpp"
+#include "smtpd/smtpd_session.hpp"
+
+namespace {
+
+std::unique_ptr<mta::smtpd::Smtpd> g_smtpd;
+std::unique_ptr<mta::sasl::ServerFactory> g_sasl;
+std::unique_ptr<mta::tls::ServerContext> g_tls;
+struct event* g_term_event = nullptr;
+
+// How many sessions one process takes: each needs a client descriptor, one
+// to anvil and, during a transaction, one to cleanup.
+int sessions_per_process() {
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  ::getrlimit(RLIMIT_NOFILE, &rl);
+  long long usable = (static_cast<long long>(rl.rlim_cur) - 32) / 3;  // client, cleanup, anvil
+  return static_cast<int>(std::clamp<long long>(usable, 1, 1000));
+}
+
+void on_sigterm(evutil_socket_t, short, void*) {
+  if (g_smtpd) g_smtpd->shutdown_all();
+  // Give the 421 replies a moment to leave, then go.
+  struct event_base* base = g_smtpd ? g_smtpd->base() : nullptr;
+  if (base) {
+    timeval tv{1, 0};
+    event_base_loopexit(base, &tv);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  mta::ipc::register_proxy_tables();  // proxy:TYPE:NAME tables, via private/proxymap
+  mta::server::MultiServer server;
+  server.max_clients = sessions_per_process();
+  server.pre_init = [](mta::server::ServerContext& ctx) {
+    // SASL reads its configuration and password files before the chroot
+    // and the privilege drop, as Postfix's smtpd does.
+    if (ctx.config.get_bool("smtpd_sasl_auth_enable")) {
+      std::string error;
+      g_sasl = mta::sasl::ServerFactory::create(mta::sasl::options_from_config(ctx.config), error);
+      if (!g_sasl) mta::log::warning("SASL per-process initialization failed: %s", error.c_str());
+    }
+    // The certificate and key are read as root, before the chroot.
+    try {
+      if (mta::tls::ServerPolicy::from_config(ctx.config, "smtpd").offered) {
+        std::string error;
+        // create() logs Postfix's warnings itself; smtpd then answers
+        // STARTTLS with 454, as Postfix does.
+        g_tls = mta::tls::ServerContext::create(ctx.config, "smtpd", error);
+      }
+    } catch (const mta::config::ConfigError& e) {
+      mta::log::fatal("%s", e.what());
+    }
+  };
+  server.post_init = [](mta::server::ServerContext& ctx) {
+    mta::smtpd::SmtpdSettings::warn_unimplemented(ctx.config);
+    g_smtpd = std::make_unique<mta::smtpd::Smtpd>(
+        ctx, mta::smtpd::SmtpdSettings::from_config(ctx.config, ctx.service_name), std::move(g_sasl),
+        std::move(g_tls));
+    ctx.table_changed = [] { return g_smtpd->changed_table(); };
+    g_term_event = evsignal_new(ctx.base, SIGTERM, &on_sigterm, nullptr);
+    event_add(g_term_event, nullptr);
+  };
+  server.adopt = [](int fd, mta::server::ServerContext&) {
+    auto* session = new mta::smtpd::Session(*g_smtpd, fd);
+    session->start();
+  };
+  server.pre_exit = [](mta::server::ServerContext&) {
+    if (g_term_event) event_free(g_term_event);
+    g_term_event = nullptr;
+  };
+  return mta::server::run_multi_server(argc, argv, server);
+}

@@ -1,0 +1,93 @@
+// smtpd_server.hpp: what all sessions of one smtpd process share: the
+// settings, the access policy, the TLS and SASL contexts, the anvil
+// client, and the list of live sessions (for "421 shutting down").
+#pragma once
+
+#include <memory>
+#include <set>
+#include <string>
+
+#include "ipc/anvil_client.hpp"
+#include "maps/match_list.hpp"
+#include "sasl/sasl_server.hpp"
+#include "tls/tls_context.hpp"
+#include "server/server.hpp"
+#include "trivial-rewrite/interface_addresses.hpp"
+#include "smtpd/smtpd_check.hpp"
+#include "smtpd/smtpd_settings.hpp"
+
+struct event_base;
+
+namespace mta::smtpd {
+
+class Session;
+
+class Smtpd {
+ public:
+  Smtpd(server::ServerContext& ctx, SmtpdSettings settings, std::unique_ptr<sasl::ServerFactory> sasl,
+        std::unique_ptr<tls::ServerContext> tls);
+  ~Smtpd();
+
+  server::ServerContext& context() { return ctx_; }
+  struct event_base* base() { return ctx_.base; }
+  const SmtpdSettings& settings() const { return settings_; }
+  const config::Config& config() const { return ctx_.config; }
+  Checker& checker() { return *checker_; }
+
+  // TLS: the context (null when TLS is off or its set-up failed), and what
+  // the configuration asks for even when the set-up failed.
+  tls::ServerContext* tls() { return tls_.get(); }
+  const tls::ServerContext* tls() const { return tls_.get(); }
+  bool tls_offered() const { return tls_policy_.offered; }
+  bool tls_required() const { return tls_policy_.encrypt_required; }
+  bool tls_wrapper_mode() const { return tls_policy_.wrapper_mode; }
+  long long starttls_timeout() const { return starttls_timeout_; }
+
+  // SMTP AUTH, when smtpd_sasl_auth_enable is on (else null).
+  sasl::ServerFactory* sasl() { return sasl_.get(); }
+  // The per-client limits: a session's own connection to anvil (anvil
+  // ties a connection count to the connection that reported it, so every
+  // session needs one), or null when no limit is set or the client is in
+  // smtpd_client_event_limit_exceptions.
+  std::unique_ptr<ipc::AnvilClient> anvil_for(const SessionFacts& facts);
+
+  // True when the client is exempt from smtpd_forbid_bare_newline.
+  bool bare_newline_exempt(const SessionFacts& facts);
+  // smtpd_forbidden_commands: an unknown command that ends the session.
+  bool forbidden_command(std::string_view verb) const;
+  // ETRN: the domain is one that fast_flush_domains lists.
+  bool fast_flush_domain(std::string_view domain) const;
+
+  void add(Session* s) { sessions_.insert(s); }
+  void remove(Session* s);
+  // SIGTERM: every session gets 421 and the process leaves.
+  void shutdown_all();
+  std::string changed_table() const;
+
+  // content_filter, for the envelope of every message.
+  const std::string& content_filter() const { return content_filter_; }
+  long long queue_minfree() const { return queue_minfree_; }
+  // "local" or "remote": local_header_rewrite_clients.
+  std::string rewrite_context(const SessionFacts& facts);
+
+ private:
+  server::ServerContext& ctx_;
+  SmtpdSettings settings_;
+  std::unique_ptr<Checker> checker_;
+  std::set<Session*> sessions_;
+  std::unique_ptr<sasl::ServerFactory> sasl_;
+  std::unique_ptr<tls::ServerContext> tls_;
+  tls::ServerPolicy tls_policy_;
+  long long starttls_timeout_ = 300;
+  bool anvil_enabled_ = false;
+  maps::HostList limit_exceptions_;
+  maps::HostList bare_newline_exclusions_;
+  maps::MatchList forbidden_commands_;
+  maps::MatchList fast_flush_domains_;
+  std::string content_filter_;
+  long long queue_minfree_ = 0;
+  std::vector<std::string> local_rewrite_clients_;
+  rewrite::InterfaceAddresses interfaces_;
+};
+
+}  // namespace mta::smtpd

@@ -1,0 +1,571 @@
+// smtpd_session.cpp: a session's input, output, limits and logs (see
+// smtpd_session.hpp).
+#include "smtpd/smtpd_session.hpp"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cstring>
+
+#include "log/log.hpp"
+#include "smtpd/smtpd_server.hpp"
+
+namespace mta::smtpd {
+
+namespace {
+
+std::string upper(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// Postfix's printable escaping of client input in logs: \r, \n, \t and
+// octal for other control bytes.
+std::string escape_for_log(std::string_view bytes) {
+  std::string out;
+  for (unsigned char c : bytes) {
+    switch (c) {
+      case '\r': out += "\\r"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\\': out += "\\\\"; break;
+      default:
+        if (c < 0x20 || c >= 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\%03o", c);
+          out += buf;
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+  }
+  return out;
+}
+
+// Well-formed UTF-8 (no overlong forms, surrogates or code points past
+// U+10FFFF), as Postfix's valid_utf8_string().
+bool valid_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t n = (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : 0;
+    if (n == 0 || i + n >= s.size()) return false;
+    unsigned long cp = c & (0x3F >> n);
+    for (size_t k = 1; k <= n; ++k) {
+      unsigned char d = static_cast<unsigned char>(s[i + k]);
+      if ((d & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (d & 0x3F);
+    }
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+      return false;
+    i += n + 1;
+  }
+  return true;
+}
+
+// A hostname as Postfix's valid_hostname() accepts it (for PTR answers).
+bool plausible_hostname(std::string_view name) {
+  if (name.empty() || name.size() > 255) return false;
+  for (unsigned char c : name)
+    if (!std::isalnum(c) && c != '-' && c != '.' && c != '_') return false;
+  return true;
+}
+
+void sockaddr_text(const sockaddr_storage& ss, std::string& addr, std::string& port, int& family) {
+  char host[INET6_ADDRSTRLEN] = "";
+  family = ss.ss_family;
+  if (ss.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+    port = std::to_string(ntohs(in->sin_port));
+  } else if (ss.ss_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+    if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {  // ::ffff:1.2.3.4 is 1.2.3.4
+      inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], host, sizeof host);
+      family = AF_INET;
+    } else {
+      inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+    }
+    port = std::to_string(ntohs(in6->sin6_port));
+  } else {
+    std::strcpy(host, "127.0.0.1");  // a UNIX-domain or stand-alone client
+    port = "0";
+    family = AF_INET;
+  }
+  addr = host;
+}
+
+}  // namespace
+
+Session::Session(Smtpd& server, int fd) : server_(server) {
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  lookup_client(fd);
+  set_bufferevent(bufferevent_socket_new(server_.base(), fd, BEV_OPT_CLOSE_ON_FREE));
+  sleep_timer_ = evtimer_new(server_.base(), &Session::on_sleep_done, this);
+  server_.add(this);
+}
+
+Session::~Session() {
+  cleanup_.reset();
+  if (sleep_timer_) event_free(sleep_timer_);
+  if (bev_) bufferevent_free(bev_);
+  server_.remove(this);
+}
+
+void Session::set_bufferevent(struct bufferevent* bev) {
+  bev_ = bev;
+  bufferevent_setcb(bev_, &Session::on_read, &Session::on_write, &Session::on_event, this);
+  timeval tv{static_cast<time_t>(server_.settings().timeout), 0};
+  bufferevent_set_timeouts(bev_, &tv, &tv);
+  bufferevent_enable(bev_, EV_READ | EV_WRITE);
+}
+
+void Session::lookup_client(int fd) {
+  sockaddr_storage peer{}, local{};
+  socklen_t plen = sizeof peer, llen = sizeof local;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) != 0) peer.ss_family = AF_UNSPEC;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen) != 0) local.ss_family = AF_UNSPEC;
+  sockaddr_text(peer, facts_.client_addr, facts_.client_port, address_family_);
+  int ignored = 0;
+  sockaddr_text(local, facts_.server_addr, facts_.server_port, ignored);
+  rfc_addr_ = address_family_ == AF_INET6 ? "IPv6:" + facts_.client_addr : facts_.client_addr;
+
+  // The client's name: the PTR answer, confirmed by a forward lookup
+  // (Postfix's smtpd_peer.c).  Synchronous, as in Postfix: the resolver
+  // answers loopback and /etc/hosts names without waiting.
+  if (server_.settings().peername_lookup && (peer.ss_family == AF_INET || peer.ss_family == AF_INET6)) {
+    char host[NI_MAXHOST];
+    int rc = ::getnameinfo(reinterpret_cast<sockaddr*>(&peer), plen, host, sizeof host, nullptr, 0, NI_NAMEREQD);
+    if (rc == 0 && plausible_hostname(host)) {
+      facts_.reverse_name = host;
+      facts_.reverse_name_status = 0;
+      addrinfo hints{}, *res = nullptr;
+      hints.ai_socktype = SOCK_STREAM;
+      int frc = ::getaddrinfo(host, nullptr, &hints, &res);
+      bool confirmed = false;
+      for (addrinfo* ai = res; frc == 0 && ai && !confirmed; ai = ai->ai_next) {
+        sockaddr_storage ss{};
+        std::memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+        std::string a, p;
+        int f = 0;
+        sockaddr_text(ss, a, p, f);
+        confirmed = a == facts_.client_addr;
+      }
+      if (res) ::freeaddrinfo(res);
+      if (confirmed) {
+        facts_.client_name = host;
+        facts_.name_status = 0;
+      } else {
+        facts_.name_status = frc == EAI_AGAIN ? 4 : 5;
+        if (frc == 0)
+          log::warning("hostname %s does not resolve to address %s", host, facts_.client_addr.c_str());
+        else
+          log::warning("hostname %s does not resolve to address %s: %s", host, facts_.client_addr.c_str(),
+                       ::gai_strerror(frc));
+      }
+    } else {
+      facts_.reverse_name_status = facts_.name_status = rc == EAI_AGAIN ? 4 : 5;
+    }
+  }
+  namaddr_ = facts_.client_name + "[" + facts_.client_addr + "]";
+}
+
+void Session::start() {
+  log::info("connect from %s", namaddr_.c_str());
+  bare_newline_exempt_ = server_.bare_newline_exempt(facts_);
+  facts_.protocol = "SMTP";
+  const SmtpdSettings& settings = server_.settings();
+  anvil_ = server_.anvil_for(facts_);
+  int count = 0, rate = 0;
+  if (anvil_ && anvil_->connect(settings.service_name, facts_.client_addr, count, rate)) {
+    const char* what = nullptr;
+    if (settings.connection_count_limit > 0 && count > settings.connection_count_limit) {
+      log::warning("Connection concurrency limit exceeded: %d from %s for service %s", count, namaddr_.c_str(),
+                   settings.service_name.c_str());
+      what = "count";
+    } else if (settings.connection_rate_limit > 0 && rate > settings.connection_rate_limit) {
+      log::warning("Connection rate limit exceeded: %d from %s for service %s", rate, namaddr_.c_str(),
+                   settings.service_name.c_str());
+      what = "rate";
+    }
+    if (what) {
+      reply("421 4.7.0 " + settings.myhostname + " Error: too many connections from " + namaddr_);
+      close_after_output();
+      return;
+    }
+  }
+  if (auto refusal = server_.checker().check_connect(facts_)) {
+    // smtpd_delay_reject = no: the client hears the refusal instead of the
+    // greeting, and "503 access denied" for every command but QUIT.
+    access_denied_ = *refusal;
+    ++error_count_;
+    reply(*refusal);
+    return;
+  }
+  if (server_.tls_wrapper_mode()) {
+    // smtps: TLS from the first byte; the greeting comes after the handshake.
+    if (!server_.tls()) {
+      log::warning("%s: TLS wrapper mode without a working TLS context: disconnecting", namaddr_.c_str());
+      close_after_output();
+      return;
+    }
+    start_tls();
+    return;
+  }
+  reply("220 " + server_.settings().banner);
+}
+
+void Session::shutdown() {
+  if (closing_) return;
+  reply("421 4.3.2 " + server_.settings().myhostname + " Service shutting down, closing transmission channel");
+  close_after_output();
+}
+
+// ---- input
+
+void Session::on_read(struct bufferevent*, void* self) { static_cast<Session*>(self)->process_input(); }
+
+void Session::on_write(struct bufferevent*, void* self) {
+  auto* s = static_cast<Session*>(self);
+  if (s->closing_) s->destroy_when_flushed();
+}
+
+// Bytes written but not yet on the wire: with TLS, the filter passes them
+// to the socket's bufferevent, which may still hold them.
+size_t Session::output_pending() const {
+  size_t n = evbuffer_get_length(bufferevent_get_output(bev_));
+  if (struct bufferevent* under = bufferevent_get_underlying(bev_))
+    n += evbuffer_get_length(bufferevent_get_output(under));
+  return n;
+}
+
+void Session::destroy_when_flushed() {
+  if (holding_replies_) return;  // the error sleep ends first
+  if (output_pending() == 0) {
+    destroy();
+    return;
+  }
+  if (evbuffer_get_length(bufferevent_get_output(bev_)) == 0) {
+    // Only the socket's buffer is left: look again shortly.
+    timeval tv{0, 20000};
+    evtimer_add(sleep_timer_, &tv);
+  }
+}
+
+void Session::on_event(struct bufferevent*, short what, void* self) {
+  auto* s = static_cast<Session*>(self);
+  if (s->closing_) {
+    s->destroy();
+    return;
+  }
+  if (s->phase_ == Phase::tls) {
+    if (what & BEV_EVENT_CONNECTED) s->starttls_handshake_done(true);
+    else if (what & BEV_EVENT_TIMEOUT) {
+      log::info("timeout after %s from %s", s->server_.tls_wrapper_mode() ? "CONNECT" : "STARTTLS",
+                s->namaddr_.c_str());
+      s->destroy();
+    } else {
+      s->starttls_handshake_done(false);
+    }
+    return;
+  }
+  if (what & BEV_EVENT_TIMEOUT) {
+    log::info("timeout after %s from %s", s->last_command_.c_str(), s->namaddr_.c_str());
+    s->reply("421 4.4.2 " + s->server_.settings().myhostname + " Error: timeout exceeded");
+    s->close_after_output();
+    return;
+  }
+  if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+    // The client left: what it had pipelined before leaving is still handled
+    // (it may end with QUIT), then the session ends.
+    s->process_input();
+    if (s->phase_ == Phase::waiting && !s->closing_) {
+      // A message is with cleanup: let it finish (and be logged) first.
+      s->client_gone_ = true;
+      bufferevent_disable(s->bev_, EV_READ | EV_WRITE);
+      return;
+    }
+    if (!s->closing_) log::info("lost connection after %s from %s", s->last_command_.c_str(), s->namaddr_.c_str());
+    s->destroy();
+  }
+}
+
+void Session::pause_input() {
+  input_paused_ = true;
+  if (bev_) bufferevent_disable(bev_, EV_READ);
+}
+
+void Session::resume_input() {
+  input_paused_ = false;
+  if (bev_ && !closing_) bufferevent_enable(bev_, EV_READ);
+  process_input();
+}
+
+// Reads one line: false when no complete line is buffered.  A line longer
+// than line_length_limit comes out truncated; the rest of it is skipped.
+bool Session::read_line(std::string& line, bool& crlf, bool& truncated) {
+  struct evbuffer* in = bufferevent_get_input(bev_);
+  size_t limit = server_.settings().line_length_limit;
+  // An AUTH response may be longer: smtpd_sasl_response_limit.
+  if (phase_ == Phase::auth)
+    limit = std::max(limit, static_cast<size_t>(server_.settings().sasl_response_limit) + 1);
+  for (;;) {
+    struct evbuffer_ptr lf = evbuffer_search(in, "\n", 1, nullptr);
+    size_t have = evbuffer_get_length(in);
+    if (skip_rest_of_line_) {
+      if (lf.pos < 0) {
+        evbuffer_drain(in, have);
+        return false;
+      }
+      evbuffer_drain(in, static_cast<size_t>(lf.pos) + 1);
+      skip_rest_of_line_ = false;
+      continue;
+    }
+    truncated = false;
+    if (lf.pos < 0 || static_cast<size_t>(lf.pos) > limit) {
+      if (have <= limit && lf.pos < 0) return false;
+      line.resize(limit);
+      evbuffer_remove(in, line.data(), limit);
+      crlf = true;
+      truncated = true;
+      skip_rest_of_line_ = true;
+      return true;
+    }
+    size_t n = static_cast<size_t>(lf.pos);
+    line.resize(n);
+    evbuffer_remove(in, line.data(), n);
+    evbuffer_drain(in, 1);
+    crlf = !line.empty() && line.back() == '\r';
+    if (crlf) line.pop_back();
+    return true;
+  }
+}
+
+void Session::process_input() {
+  if (!bev_ || closing_ || input_paused_ || holding_replies_) return;
+  while (!closing_ && !input_paused_ && !holding_replies_) {
+    if (phase_ == Phase::data) {
+      data_input();
+      if (phase_ == Phase::data) return;  // needs more input
+      continue;
+    }
+    if (phase_ == Phase::bdat) {
+      bdat_input();
+      if (phase_ == Phase::bdat) return;
+      continue;
+    }
+    if (phase_ != Phase::command && phase_ != Phase::auth) return;
+    // Postfix checks the error limit before it reads the next command.
+    if (error_count_ >= server_.settings().hard_error_limit) {
+      log::info("too many errors after %s from %s", last_command_.c_str(), namaddr_.c_str());
+      reply("421 4.7.0 " + server_.settings().myhostname + " Error: too many errors");
+      close_after_output();
+      return;
+    }
+    std::string line;
+    bool crlf = true, truncated = false;
+    if (!read_line(line, crlf, truncated)) return;
+    if (phase_ == Phase::auth) {
+      auth_response(line);
+      continue;
+    }
+    handle_command_line(std::move(line), crlf, truncated);
+  }
+}
+
+std::string Session::pending_input_sample(size_t max) {
+  struct evbuffer* in = bufferevent_get_input(bev_);
+  size_t n = std::min(max, evbuffer_get_length(in));
+  std::string bytes(n, '\0');
+  evbuffer_copyout(in, bytes.data(), n);
+  return escape_for_log(bytes);
+}
+
+void Session::handle_command_line(std::string line, bool crlf, bool truncated) {
+  const SmtpdSettings& settings = server_.settings();
+  if (truncated) {
+    log::warning("%s: request longer than %zu: %.30s...", namaddr_.c_str(), settings.line_length_limit,
+                 escape_for_log(line.substr(0, 30)).c_str());
+  }
+  if (!crlf && settings.bare_newline == BareNewline::reject && !bare_newline_exempt_) {
+    log::info("disconnect: bare <LF> received from %s after %s", namaddr_.c_str(), last_command_.c_str());
+    reply(std::to_string(settings.bare_newline_reject_code) + " 5.5.2 Error: bare <LF> received");
+    close_after_output();
+    return;
+  }
+  // The verb and its arguments.
+  size_t start = 0;
+  while (start < line.size() && (line[start] == ' ' || line[start] == '\t')) ++start;
+  size_t verb_end = start;
+  while (verb_end < line.size() && line[verb_end] != ' ' && line[verb_end] != '\t') ++verb_end;
+  std::string verb = upper(std::string_view(line).substr(start, verb_end - start));
+  std::string_view args = std::string_view(line).substr(verb_end);
+  while (!args.empty() && (args.front() == ' ' || args.front() == '\t')) args.remove_prefix(1);
+  while (!args.empty() && (args.back() == ' ' || args.back() == '\t')) args.remove_suffix(1);
+
+  if (verb.empty()) {
+    error_reply("500 5.5.2 Error: bad syntax");
+    return;
+  }
+  if (settings.smtputf8_enable && !valid_utf8(line)) {
+    error_reply("500 5.5.2 Error: bad UTF-8 syntax");
+    return;
+  }
+  size_t index = command_index(verb);
+  if (index == kCommandCount && server_.forbidden_command(verb)) {
+    log::warning("non-SMTP command from %s: %.100s", namaddr_.c_str(), escape_for_log(line).c_str());
+    reply("221 2.7.0 Error: I can break rules, too. Goodbye.");
+    close_after_output();
+    return;
+  }
+  if (index == kCommandCount) {
+    ++unknown_total_;
+    last_command_ = "UNKNOWN";
+    error_reply("500 5.5.2 Error: command not recognized");
+    return;
+  }
+  const Command& cmd = kCommands[index];
+  ++counts_[index][1];
+
+  // RFC 2920: a client may send ahead only after PIPELINING was offered,
+  // and never past a command that must end a group.
+  if (settings.forbid_unauth_pipelining && ((cmd.flags & kLast) || !ehlo_seen_) &&
+      evbuffer_get_length(bufferevent_get_input(bev_)) > 0) {
+    log::info("improper command pipelining after %s from %s: %s", verb.c_str(), namaddr_.c_str(),
+              pending_input_sample(100).c_str());
+    reply("554 5.5.0 Error: SMTP protocol synchronization");
+    close_after_output();
+    return;
+  }
+  if (!access_denied_.empty() && verb != "QUIT") {
+    error_reply("503 5.7.0 Error: access denied for " + namaddr_);
+    return;
+  }
+  if (!command_allowed_before_tls(cmd.flags)) {
+    error_reply("530 5.7.0 Must issue a STARTTLS command first");
+    return;
+  }
+  last_command_ = verb;
+  finish_command(index, (this->*cmd.handler)(args));
+  if ((cmd.flags & kLimit) && junk_count_++ > settings.junk_command_limit) ++error_count_;
+}
+
+void Session::finish_command(size_t index, Outcome outcome) {
+  if (outcome == Outcome::ok) ++counts_[index][0];
+  else if (outcome == Outcome::failed) ++error_count_;
+}
+
+size_t Session::command_index(std::string_view verb) const {
+  for (size_t i = 0; i < kCommandCount; ++i)
+    if (verb == kCommands[i].verb) return i;
+  return kCommandCount;
+}
+
+// ---- output
+
+void Session::reply(std::string_view text) {
+  if (!bev_) return;
+  if (log::verbose_level() > 0) log::info("> %s: %.*s", namaddr_.c_str(), static_cast<int>(text.size()), text.data());
+  const SmtpdSettings& settings = server_.settings();
+  if (error_count_ >= settings.soft_error_limit && settings.error_sleep_time > 0 && !holding_replies_ &&
+      !closing_) {
+    // Slow down a client that makes many errors (smtpd_error_sleep_time):
+    // this reply and everything after it waits.
+    holding_replies_ = true;
+    timeval tv{static_cast<time_t>(settings.error_sleep_time), 0};
+    evtimer_add(sleep_timer_, &tv);
+    bufferevent_disable(bev_, EV_READ);
+  }
+  std::string line(text);
+  if (settings.soft_bounce && line.size() > 4 && line[0] == '5') {
+    // soft_bounce: every permanent refusal becomes a temporary one.
+    line[0] = '4';
+    if (line.size() > 6 && line[4] == '5' && line[5] == '.') line[4] = '4';
+  }
+  bool hang_up = line.compare(0, 4, "421 ") == 0 || line.compare(0, 4, "521 ") == 0;
+  line += "\r\n";
+  if (holding_replies_) held_replies_ += line;
+  else bufferevent_write(bev_, line.data(), line.size());
+  if (hang_up) close_after_output();  // 421 and 521 end the session
+}
+
+void Session::on_sleep_done(int, short, void* self) {
+  auto* s = static_cast<Session*>(self);
+  if (s->closing_ && !s->holding_replies_) {
+    s->destroy_when_flushed();
+    return;
+  }
+  s->holding_replies_ = false;
+  if (!s->held_replies_.empty()) bufferevent_write(s->bev_, s->held_replies_.data(), s->held_replies_.size());
+  s->held_replies_.clear();
+  if (s->closing_) {
+    s->destroy_when_flushed();
+    return;
+  }
+  s->resume_input();
+}
+
+void Session::error_reply(std::string_view text) {
+  ++error_count_;
+  reply(text);
+}
+
+void Session::close_after_output() {
+  if (closing_) return;
+  closing_ = true;
+  phase_ = Phase::closing;
+  bufferevent_disable(bev_, EV_READ);
+  if (!holding_replies_ && output_pending() == 0) {
+    // Let the event loop finish the current callback first.
+    bufferevent_trigger(bev_, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+  } else if (!holding_replies_ && evbuffer_get_length(bufferevent_get_output(bev_)) == 0) {
+    timeval tv{0, 20000};
+    evtimer_add(sleep_timer_, &tv);
+  }
+}
+
+void Session::destroy() {
+  if (destroyed_) return;
+  destroyed_ = true;
+  if (anvil_) anvil_->disconnect(server_.settings().service_name, facts_.client_addr);
+  log_disconnect();
+  server::ServerContext& ctx = server_.context();
+  delete this;
+  if (ctx.client_done) ctx.client_done();
+}
+
+void Session::log_disconnect() {
+  std::string stats;
+  int ok = 0, total = 0;
+  for (size_t i = 0; i < kCommandCount; ++i) {
+    auto [good, all] = counts_[i];
+    if (all == 0) continue;
+    std::string name = kCommands[i].verb;
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    stats += " " + name + "=" + std::to_string(good);
+    if (good != all) stats += "/" + std::to_string(all);
+    ok += good;
+    total += all;
+  }
+  if (unknown_total_ > 0) stats += " unknown=0/" + std::to_string(unknown_total_);
+  total += unknown_total_;
+  stats += " commands=" + std::to_string(ok);
+  if (ok != total) stats += "/" + std::to_string(total);
+  log::info("disconnect from %s%s", namaddr_.c_str(), stats.c_str());
+}
+
+}  // namespace mta::smtpd
