@@ -121,6 +121,12 @@ int main(int argc, char** argv) {
       daemon.rewriter = std::make_unique<mta::cleanup::TrivialRewriteClient>(ctx.config.get("rewrite_service_name"));
       daemon.bounce = mta::cleanup::make_bounce_client(ctx.config.get("bounce_service_name"));
       daemon.max_record = std::max<size_t>(daemon.settings.line_limit, size_t{1} << 20);
+      // Postfix's input flow control (a token from qmgr per message, waited
+      // for up to in_flow_delay) is not implemented: say so when an
+      // administrator set it, rather than ignore it silently.
+      if (ctx.config.explicit_value("in_flow_delay") && ctx.config.get_time("in_flow_delay") > 0)
+        mta::log::warning("in_flow_delay is not implemented: cleanup does not slow down submissions "
+                          "while qmgr falls behind");
     } catch (const mta::config::ConfigError& e) {
       mta::log::fatal("%s", e.what());
     }

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "deliver/delivery_status.hpp"
 #include "ipc/server.hpp"
 #include "log/log.hpp"
 #include "queue/queue_dirs.hpp"
@@ -111,6 +112,7 @@ local::ReporterConfig reporter_config(const config::Config& config) {
   rc.soft_bounce = config.get_bool("soft_bounce");
   rc.verify_neg_cache = config.get_bool("address_verify_negative_cache");
   rc.resolution_limit = static_cast<int>(config.get_int("delay_logging_resolution_limit"));
+  rc.flush = deliver::flush_client_from_config(config);
   return rc;
 }
 

@@ -12,8 +12,8 @@
 // (master.cf: "retry unix - - y - - error") it defers every recipient
 // instead (default status 4.0.0) through the defer service, leaving them
 // for a later attempt.  Any other service name is a configuration error.
-// Not yet: registering deferred mail with the fast flush service
-// (fast_flush_domains; a warning says so when it is set).
+// A deferred recipient's domain is registered with the fast flush service
+// when fast_flush_domains lists it (StatusReporter::defer_append).
 // The reply to qmgr is 0 when every recipient is finished, -1 otherwise.
 //
 // usage: error [generic daemon options] (started by master)
@@ -63,13 +63,6 @@ int main(int argc, char** argv) {
     else mta::log::fatal("bad error service name: %s", ctx.service_name.c_str());
     try {
       agent.reporter = mta::agent::reporter_config(ctx.config);
-      // Postfix's defer_append() also registers the message with the fast
-      // flush service for "postqueue -s"; that service does not exist yet.
-      if (std::string domains = ctx.config.get("fast_flush_domains");
-          mode == Mode::defer && domains.find_first_not_of(" \t,") != std::string::npos)
-        mta::log::warning("fast_flush_domains = %s: not implemented yet, deferred mail is not registered with "
-                          "the flush service",
-                          domains.c_str());
     } catch (const std::exception& e) {
       mta::log::fatal("%s", e.what());
     }

@@ -297,6 +297,7 @@ int StatusReporter::defer_append(int flags, const proto::Recipient& rcpt, Dsn ds
     log::warning("%s: %s service failure", queue_id_.c_str(), config_.defer_service.c_str());
   if (flags & proto::kDelReqFlagRecordDelivery) (void)trace_append(flags, rcpt, dsn);
   log_status(rcpt, dsn, "deferred");
+  deliver::register_deferred(config_.flush.get(), queue_id_, rcpt.address);
   return -1;
 }
 

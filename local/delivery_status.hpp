@@ -22,9 +22,11 @@
 
 #include <sys/time.h>
 
+#include <memory>
 #include <string>
 #include <string_view>
 
+#include "ipc/flush_client.hpp"
 #include "ipc/mail_proto.hpp"
 
 namespace mta::local {
@@ -95,6 +97,8 @@ struct ReporterConfig {
   bool soft_bounce = false;
   bool verify_neg_cache = true;
   int resolution_limit = 2;
+  // Told about deferred mail (fast_flush_domains); null: nobody is.
+  std::shared_ptr<const ipc::FlushClient> flush;
 };
 
 // The per-message reporting state: queue ID, statistics and our relay name.

@@ -109,7 +109,7 @@ LocalAgent::LocalAgent(const Settings& settings, const proto::DeliverRequest& re
       reporter_(ReporterConfig{settings.queue_directory, settings.bounce_service, settings.defer_service,
                                settings.trace_service, settings.verify_service, settings.ipc_timeout,
                                settings.soft_bounce, settings.verify_neg_cache,
-                               settings.delay_logging_resolution_limit},
+                               settings.delay_logging_resolution_limit, settings.flush},
                 request.queue_id, request.stats, settings.service) {}
 
 bool LocalAgent::been_here(const std::string& key) {

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <utility>
 
+#include "deliver/delivery_status.hpp"
 #include "log/log.hpp"
 
 namespace mta::local {
@@ -151,6 +152,7 @@ Settings load_settings(const config::Config& config, const std::string& service_
 
   s.bounce_service = config.get("bounce_service_name");
   s.defer_service = config.get("defer_service_name");
+  s.flush = deliver::flush_client_from_config(config);
   s.trace_service = config.get("trace_service_name");
   s.verify_service = config.get("address_verify_service_name");
   s.cleanup_service = config.get("cleanup_service_name");

@@ -5,10 +5,12 @@
 
 #include <sys/types.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "config/config.hpp"
+#include "ipc/flush_client.hpp"
 #include "maps/maps.hpp"
 #include "queue/queue_dirs.hpp"
 
@@ -113,6 +115,8 @@ struct Settings {
 
   std::string bounce_service = "bounce";
   std::string defer_service = "defer";
+  // Told about deferred mail (fast_flush_domains); null when the list is empty.
+  std::shared_ptr<const ipc::FlushClient> flush;
   std::string trace_service = "trace";
   std::string verify_service = "verify";
   std::string cleanup_service = "cleanup";

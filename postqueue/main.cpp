@@ -39,6 +39,7 @@
 #include "config/log_setup.hpp"
 #include "ipc/attr.hpp"
 #include "ipc/channel.hpp"
+#include "ipc/flush_client.hpp"
 #include "ipc/mail_proto.hpp"
 #include "log/log.hpp"
 #include "postqueue/destination.hpp"
@@ -277,31 +278,17 @@ void flush_queue(const Settings& s) {
 }
 
 // flush_clnt.h's reply codes.
-constexpr int kFlushOk = 0;
-constexpr int kFlushFail = -1;
-constexpr int kFlushBad = 3;
-constexpr int kFlushDeny = 4;
+constexpr int kFlushOk = ipc::flush_proto::kStatOk;
+constexpr int kFlushFail = ipc::flush_proto::kStatFail;
+constexpr int kFlushBad = ipc::flush_proto::kStatBad;
+constexpr int kFlushDeny = ipc::flush_proto::kStatDeny;
 
-// One request to the flush service and its status (mail_command_client).
-int flush_request(const Settings& s, const ipc::AttrList& request) {
-  std::string path = "public/" + s.flush_service;
-  int fd = connect_local(path, s.ipc_timeout);
-  if (fd < 0) {
-    log::warning("connect to %s: %s", path.c_str(), std::strerror(errno));
-    return kFlushFail;
-  }
-  ipc::Channel ch(ipc::Stream(fd, path + " socket"), ipc::Format::zero);
-  ch.stream().set_timeout(s.ipc_timeout);
-  if (ipc::Status st = ch.expect_announcement(ipc::proto::kProtoFlush); !st) {
-    log::warning("%s", st.message().c_str());
-    return kFlushFail;
-  }
-  ipc::proto::StatusReply reply;
-  if (ipc::Status st = ch.write_list(request); !st || !(st = ch.flush()) || !(st = ch.read(reply))) {
-    log::warning("problem talking to service %s: %s", s.flush_service.c_str(), st.message().c_str());
-    return kFlushFail;
-  }
-  return reply.status;
+// The flush service, under the queue directory (our working directory).
+ipc::FlushOptions flush_options(const Settings& s) {
+  ipc::FlushOptions o;
+  o.service = s.flush_service;
+  o.timeout = s.ipc_timeout;
+  return o;
 }
 
 [[noreturn]] void flush_site(const Settings& s, const std::string& site) {
@@ -309,7 +296,7 @@ int flush_request(const Settings& s, const ipc::AttrList& request) {
   int status;
   switch (postqueue::domain_list_match("fast_flush_domains", s.fast_flush_domains, site, s.parent_style)) {
     case postqueue::ListMatch::match:
-      status = flush_request(s, ipc::AttrList{{"request", "send_site"}, {"site", site}});
+      status = ipc::flush_send_site(".", site, flush_options(s));
       break;
     case postqueue::ListMatch::no_match: status = kFlushDeny; break;
     default: status = kFlushFail; break;
@@ -325,7 +312,7 @@ int flush_request(const Settings& s, const ipc::AttrList& request) {
 
 [[noreturn]] void flush_file(const Settings& s, const std::string& queue_id) {
   check_acl(s, "authorized_flush_users", s.flush_acl, "flush");
-  int status = flush_request(s, ipc::AttrList{{"request", "send_file"}, {"queue_id", queue_id}});
+  int status = ipc::flush_send_file(".", queue_id, flush_options(s));
   switch (status) {
     case kFlushOk: std::exit(0);
     case kFlushBad: die("Invalid request: \"%s\"", queue_id.c_str());

@@ -53,6 +53,7 @@ QueueManager::QueueManager(server::ServerContext& ctx)
       resolver_(queue_dir_, std::string(proto::kClassPrivate), std::string(proto::kServiceRewrite),
                 resolver_options()) {
   defer_transports_ = ctx.config.get_list("defer_transports");
+  flush_ = deliver::flush_client_from_config(ctx.config);
   active_limit_ = ctx.config.get_int("qmgr_message_active_limit");
   min_backoff_ = ctx.config.get_time("minimal_backoff_time");
   max_backoff_ = ctx.config.get_time("maximal_backoff_time");
@@ -410,7 +411,7 @@ void QueueManager::defer_recipients(Message& m, const std::vector<size_t>& which
     line.dsn.status = status;
     line.dsn.reason = reason;
     std::string error;
-    if (!deliver::defer_append(queue_dir_, line, 0, &error)) {
+    if (!deliver::defer_append(queue_dir_, line, 0, &error, flush_.get())) {
       log::warning("%s: defer service failure: %s", m.id.c_str(), error.c_str());
       m.problem = true;  // no defer log, but the message must stay
     }

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "ipc/channel.hpp"
+#include "ipc/flush_client.hpp"
 #include "ipc/mail_proto.hpp"
 #include "ipc/service.hpp"
 #include "queue/queue_dirs.hpp"
@@ -96,6 +97,7 @@ class QueueManager {
   std::map<std::string, int> in_flight_;  // per transport!nexthop
   mutable std::map<std::string, long long, std::less<>> limits_;  // TRANSPORT_SUFFIX -> value
   std::vector<std::string> defer_transports_;
+  std::shared_ptr<const ipc::FlushClient> flush_;  // told about deferred mail (fast_flush_domains)
   bool flush_once_ = false;
   bool dispatching_ = false;
   bool dispatch_again_ = false;  // postqueue -f: deliver even through defer_transports

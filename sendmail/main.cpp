@@ -7,8 +7,8 @@
 //   sendmail -qRsite, -qIqueueid         postqueue -s site, postqueue -i id
 //   sendmail -bi, -I, newaliases         postalias $alias_database
 //   sendmail -bd                         postfix start
-//   sendmail -bs                         SMTP on standard input: refused (no
-//                                        smtpd -S yet; it exits 69)
+//   sendmail -bs                         SMTP on standard input and output
+//                                        (runs smtpd -S, which uses postdrop)
 //
 // Options are Postfix's: -t -i -oi -f -r -F -N -V -XV -B -G -C -v -bv -bm,
 // and -A -h -L -m -O -o* -R -U -x -e -p -c (ignored).  The options are
@@ -41,7 +41,6 @@ using mta::sendmail::fatal;
 enum class Mode { enqueue, newaliases, mailq, daemon, user, flush, ignore };
 
 constexpr const char* kOptions = "+A:B:C:F:GIL:N:O:R:UV:X:b:ce:f:h:imno:p:r:q:tvx";
-constexpr int kExitUnavailable = 69;
 
 std::string basename_of(const char* path) {
   const char* slash = std::strrchr(path, '/');
@@ -83,15 +82,6 @@ bool all_printable(const std::string& s) {
   argv.push_back(nullptr);
   ::execv(path.c_str(), argv.data());
   fatal("execvp %s: %s", path.c_str(), std::strerror(errno));
-}
-
-// "fatal: ..." without exiting (the caller picks the status).
-void log_fatal(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-void log_fatal(const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  mta::log::vlog(mta::log::Level::fatal, fmt, ap);
-  va_end(ap);
 }
 
 void add_verbose(std::vector<std::string>& args, int verbose) {
@@ -371,11 +361,14 @@ int main(int argc, char** argv) {
       for (const std::string& db : mta::config::split_list(databases)) args.push_back(db);
       run_command(command_dir, args);
     }
-    case Mode::user:
+    case Mode::user: {
+      // SMTP on standard input and output: smtpd in stand-alone mode, which
+      // submits through postdrop with the user's own rights, as Postfix.
       if (have_args) fatal("stand-alone mode requires no recipient");
-      // Postfix runs "smtpd -S" here; our smtpd cannot do that yet.
-      log_fatal("-bs (SMTP on standard input) is not supported by this version");
-      return kExitUnavailable;
+      std::vector<std::string> args = {"smtpd", "-S"};
+      add_verbose(args, verbose);
+      run_command(config.get("daemon_directory"), args);
+    }
     case Mode::ignore: return 0;
   }
   return 0;

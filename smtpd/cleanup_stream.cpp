@@ -5,8 +5,11 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 
@@ -29,6 +32,66 @@ void CleanupStream::close() {
   bev_ = nullptr;
   done_ = nullptr;
   drained_ = nullptr;
+  if (child_ > 0) {
+    // postdrop sees end-of-input (and removes an unfinished file) or has
+    // answered already: either way it is about to exit.
+    int status = 0;
+    while (::waitpid(child_, &status, 0) < 0 && errno == EINTR) {
+    }
+    child_ = -1;
+  }
+}
+
+bool CleanupStream::open_postdrop(struct event_base* base, const std::string& command_directory,
+                                  const std::string& config_dir, std::string* error) {
+  close();
+  service_ = "postdrop";
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    *error = std::string("socketpair: ") + std::strerror(errno);
+    return false;
+  }
+  std::string path = command_directory + "/postdrop";
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    *error = std::string("fork: ") + std::strerror(errno);
+    ::close(sv[0]);
+    ::close(sv[1]);
+    return false;
+  }
+  if (pid == 0) {
+    ::dup2(sv[1], 0);
+    ::dup2(sv[1], 1);
+    ::setenv("MAIL_CONFIG", config_dir.c_str(), 1);
+    ::execl(path.c_str(), "postdrop", "-r", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  ::close(sv[1]);
+  child_ = pid;
+  ipc::Stream stream(sv[0], path + " -r");
+  stream.set_timeout(std::chrono::seconds(100));
+  ipc::AttrReader reader(stream);
+  ipc::AttrList hello;
+  ipc::Status st = reader.read_list(hello, {.strict = false});
+  const std::string* protocol = hello.find("protocol");
+  const std::string* id = hello.find("queue_id");
+  if (!st.ok() || !protocol || *protocol != "postdrop_protocol" || !id) {
+    *error = st.ok() ? "unexpected answer from " + path : st.message();
+    return false;  // close() reaps the child
+  }
+  queue_id_ = *id;
+  int fd = stream.release();
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  bev_ = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+  if (!bev_) {
+    ::close(fd);
+    *error = "bufferevent_socket_new failed";
+    return false;
+  }
+  bufferevent_setcb(bev_, &CleanupStream::on_read, &CleanupStream::on_write, &CleanupStream::on_event, this);
+  bufferevent_setwatermark(bev_, EV_WRITE, kLowWater, 0);
+  bufferevent_enable(bev_, EV_READ | EV_WRITE);
+  return true;
 }
 
 bool CleanupStream::open(struct event_base* base, const std::string& queue_directory, const std::string& service,
@@ -149,10 +212,7 @@ void CleanupStream::deliver(int status, const std::string& reason) {
   Done done = std::move(done_);
   done_ = nullptr;
   finishing_ = false;
-  if (bev_) {
-    bufferevent_free(bev_);
-    bev_ = nullptr;
-  }
+  close();
   if (done) done(status, reason);
 }
 

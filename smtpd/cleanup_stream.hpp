@@ -35,6 +35,12 @@ class CleanupStream {
   // cannot be reached.
   bool open(struct event_base* base, const std::string& queue_directory, const std::string& service, int flags,
             std::string* error);
+  // The same conversation with "postdrop -r" as a child process, for the
+  // stand-alone smtpd of sendmail -bs (Postfix's mail_stream_command):
+  // postdrop announces {protocol=postdrop_protocol, queue_id}, takes the
+  // records a user may submit and answers {status, reason}.
+  bool open_postdrop(struct event_base* base, const std::string& command_directory, const std::string& config_dir,
+                     std::string* error);
   bool is_open() const { return bev_ != nullptr; }
   const std::string& queue_id() const { return queue_id_; }
 
@@ -64,6 +70,7 @@ class CleanupStream {
   Done done_;
   std::function<void()> drained_;
   bool finishing_ = false;
+  int child_ = -1;  // postdrop's pid
 };
 
 }  // namespace mta::smtpd

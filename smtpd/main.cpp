@@ -3,8 +3,13 @@
 // ones it has fill up.
 #include <event2/event.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <memory>
 
 #include "ipc/dict_proxy.hpp"
@@ -33,6 +38,70 @@ int sessions_per_process() {
   return static_cast<int>(std::clamp<long long>(usable, 1, 1000));
 }
 
+// Stand-alone (sendmail -bs): standard input and output may be pipes,
+// files or a terminal, so a child copies standard input into one end of a
+// socketpair, and replies from that end go to standard output; the session
+// serves the other end like any client socket.
+struct StdioRelay {
+  int local = -1;  // our end: replies arrive here
+  pid_t reader = -1;
+  struct event* ev = nullptr;
+};
+StdioRelay g_relay;
+
+void write_all(int fd, const char* data, size_t len) {
+  while (len > 0) {
+    ssize_t n = ::write(fd, data, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    data += n;
+    len -= static_cast<size_t>(n);
+  }
+}
+
+void relay_replies(evutil_socket_t fd, short, void*) {
+  char buf[16384];
+  ssize_t n = ::read(fd, buf, sizeof buf);
+  if (n > 0) write_all(1, buf, static_cast<size_t>(n));
+}
+
+int start_stdio_relay(struct event_base* base) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    mta::log::fatal("socketpair: %s", std::strerror(errno));
+  pid_t pid = ::fork();
+  if (pid < 0) mta::log::fatal("fork: %s", std::strerror(errno));
+  if (pid == 0) {
+    ::close(sv[0]);
+    char buf[16384];
+    ssize_t n;
+    while ((n = ::read(0, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+      if (n > 0) write_all(sv[1], buf, static_cast<size_t>(n));
+    ::shutdown(sv[1], SHUT_WR);
+    _exit(0);
+  }
+  g_relay.reader = pid;
+  g_relay.local = sv[1];
+  g_relay.ev = event_new(base, sv[1], EV_READ | EV_PERSIST, &relay_replies, nullptr);
+  event_add(g_relay.ev, nullptr);
+  return sv[0];
+}
+
+// After the session: the last replies, then the reader goes.  The session
+// flushed its replies before it ended, so they wait in the socket: read
+// without blocking (libevent may close the session's end only later).
+void finish_stdio_relay() {
+  if (g_relay.local < 0) return;
+  if (g_relay.ev) event_free(g_relay.ev);
+  char buf[16384];
+  ssize_t n;
+  while ((n = ::recv(g_relay.local, buf, sizeof buf, MSG_DONTWAIT)) > 0) write_all(1, buf, static_cast<size_t>(n));
+  ::close(g_relay.local);
+  ::kill(g_relay.reader, SIGTERM);
+  ::waitpid(g_relay.reader, nullptr, 0);
+  g_relay = {};
+}
+
 void on_sigterm(evutil_socket_t, short, void*) {
   if (g_smtpd) g_smtpd->shutdown_all();
   // Give the 421 replies a moment to leave, then go.
@@ -50,6 +119,7 @@ int main(int argc, char** argv) {
   mta::server::MultiServer server;
   server.max_clients = sessions_per_process();
   server.pre_init = [](mta::server::ServerContext& ctx) {
+    if (ctx.stand_alone) return;  // sendmail -bs: no TLS, no AUTH
     // SASL reads its configuration and password files before the chroot
     // and the privilege drop, as Postfix's smtpd does.
     if (ctx.config.get_bool("smtpd_sasl_auth_enable")) {
@@ -78,11 +148,13 @@ int main(int argc, char** argv) {
     g_term_event = evsignal_new(ctx.base, SIGTERM, &on_sigterm, nullptr);
     event_add(g_term_event, nullptr);
   };
-  server.adopt = [](int fd, mta::server::ServerContext&) {
+  server.adopt = [](int fd, mta::server::ServerContext& ctx) {
+    if (ctx.stand_alone) fd = start_stdio_relay(ctx.base);
     auto* session = new mta::smtpd::Session(*g_smtpd, fd);
     session->start();
   };
   server.pre_exit = [](mta::server::ServerContext&) {
+    finish_stdio_relay();
     if (g_term_event) event_free(g_term_event);
     g_term_event = nullptr;
   };

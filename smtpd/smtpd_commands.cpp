@@ -3,9 +3,13 @@
 #include <sys/statvfs.h>
 #include <sys/time.h>
 
+#include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdlib>
 
+#include "ipc/flush_client.hpp"
+#include "ipc/flush_proto.hpp"
 #include "log/log.hpp"
 #include "queue/record.hpp"
 #include "smtpd/smtp_address.hpp"
@@ -75,7 +79,7 @@ Session::Outcome Session::helo_common(std::string_view args, bool extended) {
   helo_verb_ = extended ? "EHLO" : "HELO";
   std::string previous_command = facts_.helo_command;
   facts_.helo_command = helo_verb_;
-  if (auto refusal = server_.checker().check_helo(facts_)) {
+  if (auto refusal = policy(&Checker::check_helo)) {
     facts_.helo = previous_helo;
     facts_.helo_command = previous_command;
     reply(*refusal);
@@ -221,7 +225,7 @@ Session::Outcome Session::cmd_mail(std::string_view args) {
   facts_.have_sender = true;
   facts_.sender = path.internal;
   facts_.message_size = size;
-  if (auto refusal = server_.checker().check_mail(facts_)) {
+  if (auto refusal = policy(&Checker::check_mail)) {
     facts_.have_sender = false;
     facts_.sender.clear();
     reply(*refusal);
@@ -320,7 +324,7 @@ Session::Outcome Session::cmd_rcpt(std::string_view args) {
   }
   facts_.recipient = path.internal;
   facts_.recipient_count = static_cast<int>(recipients_.size());
-  if (auto refusal = server_.checker().check_rcpt(facts_)) {
+  if (auto refusal = policy(&Checker::check_rcpt)) {
     facts_.recipient.clear();
     reply(*refusal);
     return Outcome::failed;
@@ -373,7 +377,7 @@ Session::Outcome Session::cmd_vrfy(std::string_view args) {
     return Outcome::failed;
   }
   facts_.recipient = path.internal;
-  auto refusal = server_.checker().check_vrfy(facts_);
+  auto refusal = policy(&Checker::check_vrfy);
   facts_.recipient.clear();
   if (refusal) {
     reply(*refusal);
@@ -399,7 +403,7 @@ Session::Outcome Session::cmd_etrn(std::string_view args) {
   std::string domain(args);
   if (domain[0] == '@' || domain[0] == '#') domain.erase(0, 1);
   facts_.etrn_domain = domain;
-  auto refusal = server_.checker().check_etrn(facts_);
+  auto refusal = policy(&Checker::check_etrn);
   if (refusal) {
     reply(*refusal);
     return Outcome::failed;
@@ -409,11 +413,27 @@ Session::Outcome Session::cmd_etrn(std::string_view args) {
     reply("459 <" + domain + ">: service unavailable");
     return Outcome::failed;
   }
-  // The fast flush service (M3 follow-up) is not there yet: Postfix's
-  // answer when it cannot queue the site.
-  log::warning("ETRN %s: the flush service is not implemented", domain.c_str());
-  reply("458 Unable to queue messages");
-  return Outcome::failed;
+  // The flush service moves the site's deferred mail back to qmgr.
+  ipc::FlushOptions options;
+  options.service = server_.config().get("flush_service_name");
+  options.timeout = std::chrono::seconds(std::max<long long>(1, server_.config().get_time("ipc_timeout")));
+  switch (ipc::flush_send_site(server_.settings().queue_directory, domain, options)) {
+    case ipc::flush_proto::kStatOk:
+      reply("250 Queuing started");
+      return Outcome::ok;
+    case ipc::flush_proto::kStatDeny:
+      log::warning("reject: ETRN %.100s... from %s", domain.c_str(), namaddr_.c_str());
+      reply("459 <" + domain + ">: service unavailable");
+      return Outcome::failed;
+    case ipc::flush_proto::kStatBad:
+      log::warning("bad ETRN %.100s... from %s", domain.c_str(), namaddr_.c_str());
+      reply("458 Unable to queue messages");
+      return Outcome::failed;
+    default:
+      log::warning("unable to talk to fast flush service");
+      reply("458 Unable to queue messages");
+      return Outcome::failed;
+  }
 }
 
 Session::Outcome Session::cmd_quit(std::string_view) {

@@ -38,7 +38,11 @@ bool Session::open_cleanup() {
   int flags = settings.cleanup_flags;
   if (smtputf8_) flags |= message::cleanup_flag::kSmtputf8;
   std::string error;
-  if (!cleanup_->open(server_.base(), settings.queue_directory, settings.cleanup_service, flags, &error)) {
+  bool opened = server_.stand_alone()
+                    ? cleanup_->open_postdrop(server_.base(), server_.config().get("command_directory"),
+                                              server_.config().get("config_directory"), &error)
+                    : cleanup_->open(server_.base(), settings.queue_directory, settings.cleanup_service, flags, &error);
+  if (!opened) {
     log::warning("%s: cannot connect to the %s service: %s", namaddr_.c_str(), settings.cleanup_service.c_str(),
                  error.c_str());
     cleanup_.reset();
@@ -56,6 +60,19 @@ bool Session::open_cleanup() {
 }
 
 void Session::write_envelope_start() {
+  if (server_.stand_alone()) {
+    // Through postdrop, which takes what a local user may say and sets
+    // the arrival time itself.
+    if (!body_.empty()) {
+      std::string encoding = body_;
+      for (char& c : encoding) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      cleanup_->attribute("encoding", encoding);
+    }
+    if (!envid_.empty()) cleanup_->attribute("envelope_id", envid_);
+    if (!ret_.empty()) cleanup_->attribute("ret_flags", (ret_[0] == 'F' || ret_[0] == 'f') ? "1" : "2");
+    cleanup_->record(rec::kFrom, facts_.sender);
+    return;
+  }
   char time_text[64];
   std::snprintf(time_text, sizeof time_text, "%ld %ld", static_cast<long>(arrival_.tv_sec),
                 static_cast<long>(arrival_.tv_usec));
@@ -115,7 +132,8 @@ void Session::reset_transaction() {
   facts_.queue_id.clear();
   facts_.message_size = 0;
   facts_.recipient_count = 0;
-  server_.checker().reset_transaction(facts_);
+  if (Checker* checker = server_.checker()) checker->reset_transaction(facts_);
+  else facts_.actions = {};
   prev_crlf_ = true;
   prev_cont_ = saw_bare_lf_ = size_exceeded_ = false;
   content_size_ = 0;
@@ -179,7 +197,7 @@ Session::Outcome Session::cmd_data(std::string_view args) {
     return Outcome::failed;
   }
   facts_.recipient_count = static_cast<int>(recipients_.size());
-  if (auto refusal = server_.checker().check_data(facts_)) {
+  if (auto refusal = policy(&Checker::check_data)) {
     reply(*refusal);
     return Outcome::failed;
   }
@@ -301,7 +319,7 @@ Session::Outcome Session::cmd_bdat(std::string_view args) {
   }
   if (first) {
     facts_.recipient_count = static_cast<int>(recipients_.size());
-    if (auto refusal = server_.checker().check_data(facts_)) {
+    if (auto refusal = policy(&Checker::check_data)) {
       tx_fail_reply_ = *refusal;
       bdat_discard_ = true;
       return Outcome::pending;
@@ -383,7 +401,7 @@ void Session::end_of_message(std::string_view verb) {
     finish_command(index, Outcome::failed);
     return;
   }
-  if (auto refusal = server_.checker().check_end_of_data(facts_)) {
+  if (auto refusal = policy(&Checker::check_end_of_data)) {
     reset_transaction();
     reply(*refusal);
     finish_command(index, Outcome::failed);

@@ -8,15 +8,16 @@ namespace mta::smtpd {
 
 Smtpd::Smtpd(server::ServerContext& ctx, SmtpdSettings settings, std::unique_ptr<sasl::ServerFactory> sasl,
              std::unique_ptr<tls::ServerContext> tls)
-    : ctx_(ctx), settings_(std::move(settings)), checker_(std::make_unique<Checker>(ctx.config)),
+    : ctx_(ctx), settings_(std::move(settings)),
+      checker_(ctx.stand_alone ? nullptr : std::make_unique<Checker>(ctx.config)),
       sasl_(std::move(sasl)), tls_(std::move(tls)) {
   tls_policy_ = tls_ ? tls_->policy() : tls::ServerPolicy::from_config(ctx.config, "smtpd");
   starttls_timeout_ = std::max<long long>(1, ctx.config.get_time("smtpd_starttls_timeout"));
   // Postfix talks to anvil when any per-client limit is set (the
   // connection count limit is, by default).
-  if (settings_.connection_count_limit > 0 || settings_.connection_rate_limit > 0 ||
+  if (!ctx.stand_alone && (settings_.connection_count_limit > 0 || settings_.connection_rate_limit > 0 ||
       settings_.message_rate_limit > 0 || settings_.recipient_rate_limit > 0 ||
-      settings_.auth_rate_limit > 0 || settings_.newtls_rate_limit > 0)
+      settings_.auth_rate_limit > 0 || settings_.newtls_rate_limit > 0))
     anvil_enabled_ = true;
   limit_exceptions_ = maps::HostList("smtpd_client_event_limit_exceptions",
                                      ctx.config.get("smtpd_client_event_limit_exceptions"),
@@ -49,9 +50,10 @@ void Smtpd::shutdown_all() {
   for (Session* s : all) s->shutdown();
 }
 
-std::string Smtpd::changed_table() const { return checker_->changed_table(); }
+std::string Smtpd::changed_table() const { return checker_ ? checker_->changed_table() : std::string(); }
 
 bool Smtpd::bare_newline_exempt(const SessionFacts& facts) {
+  if (ctx_.stand_alone) return true;  // a local user's own submission
   maps::Match m = bare_newline_exclusions_.match(facts.client_name, facts.client_addr);
   if (m == maps::Match::error)
     log::warning("smtpd_forbid_bare_newline_exclusions: %s", bare_newline_exclusions_.error().c_str());
@@ -76,10 +78,11 @@ bool Smtpd::forbidden_command(std::string_view verb) const {
 }
 
 std::string Smtpd::rewrite_context(const SessionFacts& facts) {
+  if (ctx_.stand_alone) return "local";
   for (const std::string& c : local_rewrite_clients_) {
     if (c == "static:all") return "local";
     if (c == "permit_inet_interfaces" && interfaces_.contains(facts.client_addr)) return "local";
-    if (c == "permit_mynetworks" && checker_->client_in_mynetworks(facts)) return "local";
+    if (c == "permit_mynetworks" && checker_ && checker_->client_in_mynetworks(facts)) return "local";
     if (c == "permit_sasl_authenticated" && !facts.sasl_username.empty()) return "local";
   }
   return "remote";

@@ -32,7 +32,10 @@ class Smtpd {
   struct event_base* base() { return ctx_.base; }
   const SmtpdSettings& settings() const { return settings_; }
   const config::Config& config() const { return ctx_.config; }
-  Checker& checker() { return *checker_; }
+  // The access policy; null in stand-alone mode (sendmail -bs), where
+  // Postfix applies no restrictions either.
+  Checker* checker() { return checker_.get(); }
+  bool stand_alone() const { return ctx_.stand_alone; }
 
   // TLS: the context (null when TLS is off or its set-up failed), and what
   // the configuration asks for even when the set-up failed.

@@ -116,12 +116,14 @@ Session::Session(Smtpd& server, int fd) : server_(server) {
   lookup_client(fd);
   set_bufferevent(bufferevent_socket_new(server_.base(), fd, BEV_OPT_CLOSE_ON_FREE));
   sleep_timer_ = evtimer_new(server_.base(), &Session::on_sleep_done, this);
+  flush_event_ = event_new(server_.base(), -1, 0, &Session::on_flush, this);
   server_.add(this);
 }
 
 Session::~Session() {
   cleanup_.reset();
   if (sleep_timer_) event_free(sleep_timer_);
+  if (flush_event_) event_free(flush_event_);
   if (bev_) bufferevent_free(bev_);
   server_.remove(this);
 }
@@ -181,6 +183,11 @@ void Session::lookup_client(int fd) {
       facts_.reverse_name_status = facts_.name_status = rc == EAI_AGAIN ? 4 : 5;
     }
   }
+  if (peer.ss_family != AF_INET && peer.ss_family != AF_INET6) {
+    // Stand-alone (sendmail -bs): the local user, as Postfix names it.
+    facts_.client_name = facts_.reverse_name = "localhost";
+    facts_.name_status = facts_.reverse_name_status = 0;
+  }
   namaddr_ = facts_.client_name + "[" + facts_.client_addr + "]";
 }
 
@@ -208,7 +215,7 @@ void Session::start() {
       return;
     }
   }
-  if (auto refusal = server_.checker().check_connect(facts_)) {
+  if (auto refusal = policy(&Checker::check_connect)) {
     // smtpd_delay_reject = no: the client hears the refusal instead of the
     // greeting, and "503 access denied" for every command but QUIT.
     access_denied_ = *refusal;
@@ -247,14 +254,15 @@ void Session::on_write(struct bufferevent*, void* self) {
 // Bytes written but not yet on the wire: with TLS, the filter passes them
 // to the socket's bufferevent, which may still hold them.
 size_t Session::output_pending() const {
-  size_t n = evbuffer_get_length(bufferevent_get_output(bev_));
+  size_t n = pending_out_.size() + evbuffer_get_length(bufferevent_get_output(bev_));
   if (struct bufferevent* under = bufferevent_get_underlying(bev_))
     n += evbuffer_get_length(bufferevent_get_output(under));
   return n;
 }
 
 void Session::destroy_when_flushed() {
-  if (holding_replies_) return;  // the error sleep ends first
+  if (holding_replies_) return;   // the error sleep ends first
+  if (!pending_out_.empty()) return;  // flush_output() comes back here
   if (output_pending() == 0) {
     destroy();
     return;
@@ -443,7 +451,7 @@ void Session::handle_command_line(std::string line, bool crlf, bool truncated) {
 
   // RFC 2920: a client may send ahead only after PIPELINING was offered,
   // and never past a command that must end a group.
-  if (settings.forbid_unauth_pipelining && ((cmd.flags & kLast) || !ehlo_seen_) &&
+  if (settings.forbid_unauth_pipelining && !server_.stand_alone() && ((cmd.flags & kLast) || !ehlo_seen_) &&
       evbuffer_get_length(bufferevent_get_input(bev_)) > 0) {
     log::info("improper command pipelining after %s from %s: %s", verb.c_str(), namaddr_.c_str(),
               pending_input_sample(100).c_str());
@@ -462,6 +470,11 @@ void Session::handle_command_line(std::string line, bool crlf, bool truncated) {
   last_command_ = verb;
   finish_command(index, (this->*cmd.handler)(args));
   if ((cmd.flags & kLimit) && junk_count_++ > settings.junk_command_limit) ++error_count_;
+}
+
+std::optional<std::string> Session::policy(CheckMethod method) {
+  Checker* checker = server_.checker();
+  return checker ? (checker->*method)(facts_) : std::nullopt;
 }
 
 void Session::finish_command(size_t index, Outcome outcome) {
@@ -498,24 +511,56 @@ void Session::reply(std::string_view text) {
   }
   bool hang_up = line.compare(0, 4, "421 ") == 0 || line.compare(0, 4, "521 ") == 0;
   line += "\r\n";
-  if (holding_replies_) held_replies_ += line;
-  else bufferevent_write(bev_, line.data(), line.size());
+  if (holding_replies_) {
+    held_replies_ += line;
+  } else {
+    pending_out_ += line;
+    if (!flush_scheduled_) {
+      // Replies made while handling one burst of input leave together,
+      // once the current callback is done.
+      flush_scheduled_ = true;
+      event_active(flush_event_, EV_TIMEOUT, 0);
+    }
+  }
   if (hang_up) close_after_output();  // 421 and 521 end the session
+}
+
+void Session::on_flush(int, short, void* self) {
+  auto* s = static_cast<Session*>(self);
+  s->flush_scheduled_ = false;
+  s->flush_output();
+}
+
+// Sends the replies: straight to the socket when nothing else waits to go
+// out (no buffering, no write event), else through the bufferevent (always
+// with TLS, where the filter encrypts).
+void Session::flush_output() {
+  if (!bev_ || pending_out_.empty()) return;
+  struct evbuffer* out = bufferevent_get_output(bev_);
+  size_t done = 0;
+  if (!bufferevent_get_underlying(bev_) && evbuffer_get_length(out) == 0) {
+    ssize_t n = ::send(bufferevent_getfd(bev_), pending_out_.data(), pending_out_.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) done = static_cast<size_t>(n);
+  }
+  if (done < pending_out_.size()) bufferevent_write(bev_, pending_out_.data() + done, pending_out_.size() - done);
+  pending_out_.clear();
+  if (closing_) destroy_when_flushed();
 }
 
 void Session::on_sleep_done(int, short, void* self) {
   auto* s = static_cast<Session*>(self);
   if (s->closing_ && !s->holding_replies_) {
-    s->destroy_when_flushed();
+    s->destroy_when_flushed();  // may delete s
     return;
   }
   s->holding_replies_ = false;
-  if (!s->held_replies_.empty()) bufferevent_write(s->bev_, s->held_replies_.data(), s->held_replies_.size());
+  s->pending_out_ += s->held_replies_;
   s->held_replies_.clear();
   if (s->closing_) {
-    s->destroy_when_flushed();
+    s->flush_output();  // ends the session once the replies are out: may delete s
     return;
   }
+  s->flush_output();
   s->resume_input();
 }
 
@@ -564,7 +609,7 @@ void Session::log_disconnect() {
   if (unknown_total_ > 0) stats += " unknown=0/" + std::to_string(unknown_total_);
   total += unknown_total_;
   stats += " commands=" + std::to_string(ok);
-  if (ok != total) stats += "/" + std::to_string(total);
+  if (ok != total || total == 0) stats += "/" + std::to_string(total);  // Postfix: "commands=0/0"
   log::info("disconnect from %s%s", namaddr_.c_str(), stats.c_str());
 }
 

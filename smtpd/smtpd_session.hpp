@@ -21,6 +21,7 @@
 #include <array>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -77,6 +78,8 @@ class Session {
   static void on_write(struct bufferevent* bev, void* self);
   static void on_event(struct bufferevent* bev, short what, void* self);
   static void on_sleep_done(int fd, short what, void* self);
+  static void on_flush(int fd, short what, void* self);
+  void flush_output();
   void set_bufferevent(struct bufferevent* bev);
   void process_input();
   bool read_line(std::string& line, bool& crlf, bool& truncated);
@@ -94,6 +97,10 @@ class Session {
   void lookup_client(int fd);
   void pause_input();
   void resume_input();
+
+  // A stage of the access policy (none in stand-alone mode).
+  using CheckMethod = std::optional<std::string> (Checker::*)(SessionFacts&);
+  std::optional<std::string> policy(CheckMethod method);
 
   // ---- commands (smtpd_commands.cpp)
   Outcome cmd_helo(std::string_view args);
@@ -139,6 +146,9 @@ class Session {
   Smtpd& server_;
   struct bufferevent* bev_ = nullptr;
   struct event* sleep_timer_ = nullptr;
+  struct event* flush_event_ = nullptr;
+  std::string pending_out_;  // replies not yet handed to the socket
+  bool flush_scheduled_ = false;
   SSL* ssl_ = nullptr;
   Phase phase_ = Phase::command;
   bool input_paused_ = false;

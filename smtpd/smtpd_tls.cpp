@@ -45,6 +45,7 @@ Session::Outcome Session::cmd_starttls(std::string_view args) {
     return Outcome::failed;
   }
   reply("220 2.0.0 Ready to start TLS");
+  flush_output();  // in plaintext, before the TLS filter takes the connection
   // RFC 3207: everything the client said before is forgotten.
   reset_transaction();
   helo_seen_ = ehlo_seen_ = false;

@@ -7,8 +7,10 @@
 #include <cmath>
 #include <cstdio>
 
+#include "config/config.hpp"
 #include "ipc/service.hpp"
 #include "log/log.hpp"
+#include "maps/match_list.hpp"
 
 namespace mta::deliver {
 
@@ -129,11 +131,34 @@ void log_status(const StatusLine& line, int max_decimals) {
   log::info("%s", format_status(line, max_decimals).c_str());
 }
 
-bool defer_append(const std::string& queue_directory, StatusLine line, int flags, std::string* error) {
+std::shared_ptr<const ipc::FlushClient> flush_client_from_config(const config::Config& config) {
+  std::string domains = config.get("fast_flush_domains");
+  if (maps::split_patterns(domains).empty()) return nullptr;
+  ipc::FlushOptions options;
+  options.service = config.get("flush_service_name");
+  options.timeout = std::chrono::seconds(config.get_time("ipc_timeout"));
+  return std::make_shared<const ipc::FlushClient>(config.get("queue_directory"), domains,
+                                                  maps::match_parent_style(config, "fast_flush_domains"),
+                                                  std::move(options));
+}
+
+void register_deferred(const ipc::FlushClient* flush, std::string_view queue_id, std::string_view address) {
+  if (!flush) return;
+  size_t at = address.rfind('@');
+  if (at == std::string_view::npos || at + 1 == address.size()) return;
+  int status = flush->add(address.substr(at + 1), queue_id);
+  if (status != ipc::flush_proto::kStatOk && status != ipc::flush_proto::kStatDeny)
+    log::warning("%.*s: %s service failure", static_cast<int>(queue_id.size()), queue_id.data(),
+                 flush->service().c_str());
+}
+
+bool defer_append(const std::string& queue_directory, StatusLine line, int flags, std::string* error,
+                  const ipc::FlushClient* flush) {
   line.status = "deferred";
   if (line.dsn.action.empty()) line.dsn.action = "delayed";
   bool ok = append(queue_directory, ipc::proto::kServiceDefer, line, flags, error);
   log_status(line);
+  register_deferred(flush, line.queue_id, line.recipient.address);
   return ok;
 }
 

@@ -15,12 +15,23 @@
 // bounce or trace service failure"), as Postfix does.  Both return false
 // when their service could not be reached: the recipient stays for a later
 // attempt (nothing is lost).
+//
+// Like Postfix's defer_append, a deferred recipient's domain and the queue
+// ID also go to the fast flush service (flush(8)), so that ETRN and
+// "postqueue -s" find the message; that is skipped when fast_flush_domains
+// does not list the domain, and a failure is a warning only.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 
+#include "ipc/flush_client.hpp"
 #include "ipc/mail_proto.hpp"
+
+namespace mta::config {
+class Config;
+}
 
 namespace mta::deliver {
 
@@ -43,9 +54,18 @@ std::string format_status(const StatusLine& line, int max_decimals = 2);
 // The current time as MsgStats stores it.
 ipc::proto::MsgStats::Time now();
 
-// Logs the line with status "deferred" and appends it to defer/QID.
+// The flush client that defer_append tells, from main.cf (queue_directory,
+// fast_flush_domains, parent_domain_matches_subdomains, flush_service_name,
+// ipc_timeout); null when fast_flush_domains is empty.
+std::shared_ptr<const ipc::FlushClient> flush_client_from_config(const config::Config& config);
+// flush_add(domain of ADDRESS, QUEUE_ID) unless FLUSH is null or the
+// address has no domain; "QID: flush service failure" when it fails.
+void register_deferred(const ipc::FlushClient* flush, std::string_view queue_id, std::string_view address);
+
+// Logs the line with status "deferred" and appends it to defer/QID, then
+// registers the message with FLUSH (when not null).
 bool defer_append(const std::string& queue_directory, StatusLine line, int flags = 0,
-                  std::string* error = nullptr);
+                  std::string* error = nullptr, const ipc::FlushClient* flush = nullptr);
 // Logs the line with status "bounced" and appends it to bounce/QID.
 bool bounce_append(const std::string& queue_directory, StatusLine line, int flags = 0,
                    std::string* error = nullptr);

@@ -122,6 +122,7 @@ class Skeleton {
     if (!base_) log::fatal("event_base_new failed");
     ctx_.base = base_;
     ctx_.request_exit = [this] { event_base_loopbreak(base_); };
+    ctx_.stand_alone = args_.stand_alone;
     ctx_.client_done = [this] { adopted_client_done(); };
 
     if (callbacks_.pre_init) callbacks_.pre_init(ctx_);
@@ -246,8 +247,12 @@ class Skeleton {
       case Kind::multi: {
         ++ctx_.clients;
         if (multi_->adopt) {
+          // As Postfix's multi server: busy while taking the client (so that
+          // master counts a use), available again unless now full.
+          report(Availability::taken);
           multi_->adopt(fd, ctx_);
           update_capacity();
+          if (!full_ && !draining_) report(Availability::available);
           break;
         }
         if (multi_->connected && !multi_->connected(fd, ctx_)) {

@@ -38,6 +38,8 @@ struct ServerContext {
   std::string service_type;  // inet unix fifo pass
   config::Config config;     // with -o overrides applied
   struct event_base* base = nullptr;  // the process's event loop
+  // -S: serving standard input once, without master (sendmail -bs).
+  bool stand_alone = false;
   // Multi servers: how many clients are connected now (maintained by the skeleton).
   int clients = 0;
   // Ask the skeleton to stop after the current event (daemon found a reason).
