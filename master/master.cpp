@@ -13,6 +13,7 @@
 #include <cstring>
 #include <ctime>
 #include <map>
+#include <utility>
 #include <vector>
 
 #include "config/config.hpp"
@@ -135,7 +136,10 @@ class Master {
   }
 
   // Builds a Service from an entry; a service we cannot run is disabled with a warning.
-  std::unique_ptr<Service> make_service(const MasterEntry& e) {
+  // reuse: listening sockets of the previous version of the same endpoint
+  // (a reload that changed other columns): a worker that still serves a
+  // client holds them too, so binding anew would fail.
+  std::unique_ptr<Service> make_service(const MasterEntry& e, std::vector<int> reuse = {}) {
     auto s = std::make_unique<Service>();
     s->entry = e;
     s->generation = generation_;
@@ -158,13 +162,14 @@ class Master {
       log::warning("master.cf: service %s/%s: %s: %s; service disabled", e.service.c_str(), e.type.c_str(),
                    s->path.c_str(), std::strerror(errno));
       s->disabled = true;
+      for (int fd : reuse) ::close(fd);
       return s;
     }
     s->argv = {cmd.substr(cmd.rfind('/') == std::string::npos ? 0 : cmd.rfind('/') + 1), "-n", e.service, "-t",
                e.type};
     if (e.unprivileged != "n") s->argv.push_back("-u");
     if (e.chroot == "y") s->argv.push_back("-c");
-    s->fds = open_listeners(e, config_, owner_uid_, owner_gid_);
+    s->fds = reuse.empty() ? open_listeners(e, config_, owner_uid_, owner_gid_) : std::move(reuse);
     s->argv.push_back("-s");
     s->argv.push_back(std::to_string(s->fds.size()));
     for (size_t i = 1; i < e.argv.size(); ++i) s->argv.push_back(e.argv[i]);
@@ -362,12 +367,14 @@ class Master {
           next.push_back(std::move(*old));
           services_.erase(old);
         } else {
+          std::vector<int> reuse;
           if (old != services_.end()) {
+            if ((*old)->entry.type == e.type && !(*old)->disabled) reuse = std::exchange((*old)->fds, {});
             close_service(**old);
             retire_workers(**old);
             (*old)->removed = true;
           }
-          next.push_back(make_service(e));
+          next.push_back(make_service(e, std::move(reuse)));
         }
       }
       for (auto& s : services_) {

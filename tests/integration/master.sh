@@ -107,6 +107,22 @@ python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.ar
 expect "reload removes a service" 1 $?
 grep -q "reload -- version 3.7.11, configuration $T" "$T/maillog" && ok "reload is logged" || bad "reload is logged"
 
+# Reload with another column changed while a worker still holds a client
+# (and so the listening socket): the socket is kept, not bound anew.
+python3 -c '
+import socket, subprocess, sys, time
+port, b, t = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+held = socket.create_connection(("127.0.0.1", port), timeout=5); held.makefile().readline()
+subprocess.run(["sed", "-i", "s/^127.0.0.1:%d inet n - n - - test_echo/127.0.0.1:%d inet n - n - 3 test_echo/" % (port, port),
+                t + "/master.cf"], check=True)
+subprocess.run([b + "/postfix", "-c", t, "reload"], check=True)
+time.sleep(1.5)
+c = socket.create_connection(("127.0.0.1", port), timeout=5)
+if not c.recv(100).startswith(b"service="): sys.exit("not served after the reload")
+' "$P2" "$B" "$T" && ! grep -q "reload failed" "$T/maillog" &&
+  ok "reload keeps a changed service's socket while a worker holds a client" ||
+  bad "reload of a changed service with a busy worker" "$(grep 'reload' "$T/maillog" | tail -2)"
+
 # A broken master.cf on reload keeps the running configuration.
 cp "$T/master.cf" "$T/master.cf.good"; echo "bad line" >> "$T/master.cf"
 "$B/postfix" -c "$T" reload
