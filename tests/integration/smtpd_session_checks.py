@@ -381,6 +381,20 @@ def test_limits():
         c.close()
 
 
+def test_shutdown():
+    # Last: "postfix stop" while a client is connected gives it a 421.
+    c = socket.create_connection(("127.0.0.1", ARGS.port), timeout=10)
+    c.recv(1024)
+    subprocess.run([os.path.join(ARGS.bin, "postfix"), "-c", ARGS.config, "stop"], capture_output=True, timeout=60)
+    c.settimeout(10)
+    try:
+        data = c.recv(1024)
+    except OSError as e:
+        data = repr(e).encode()
+    c.close()
+    check("postfix stop: a connected client hears 421 4.3.2", data.startswith(b"421 4.3.2 mail.test.example"), data)
+
+
 def main():
     global ARGS
     p = argparse.ArgumentParser()
@@ -401,7 +415,7 @@ def main():
         except OSError:
             time.sleep(0.2)
     for test in (test_clean_session, test_swaks, test_relay_control, test_auth, test_size, test_access_actions,
-                 test_bad_input, test_tls, test_limits):
+                 test_bad_input, test_tls, test_limits, test_shutdown):
         try:
             test()
         except Exception as e:  # a crash in one group fails it, the others still run
