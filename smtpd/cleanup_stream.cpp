@@ -6,6 +6,7 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,6 +33,8 @@ void CleanupStream::close() {
   bev_ = nullptr;
   done_ = nullptr;
   drained_ = nullptr;
+  opened_ = nullptr;
+  opening_ = false;
   if (child_ > 0) {
     // postdrop sees end-of-input (and removes an unfinished file) or has
     // answered already: either way it is about to exit.
@@ -40,6 +43,82 @@ void CleanupStream::close() {
     }
     child_ = -1;
   }
+}
+
+void CleanupStream::open_async(struct event_base* base, const std::string& queue_directory,
+                               const std::string& service, int flags, Opened opened) {
+  close();
+  service_ = service;
+  flags_ = flags;
+  opened_ = std::move(opened);
+  std::string path = ipc::service_path(queue_directory, ipc::proto::kClassPublic, service);
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  if (path.size() >= sizeof sun.sun_path) {
+    this->opened(false, "connect to " + path + ": File name too long");
+    return;
+  }
+  std::memcpy(sun.sun_path, path.data(), path.size());
+  bev_ = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+  bufferevent_setcb(bev_, &CleanupStream::on_read, &CleanupStream::on_write, &CleanupStream::on_event, this);
+  timeval tv{100, 0};  // cleanup answers at once; master may have to start one
+  bufferevent_set_timeouts(bev_, &tv, nullptr);
+  opening_ = true;
+  if (bufferevent_socket_connect(bev_, reinterpret_cast<sockaddr*>(&sun), static_cast<int>(sizeof sun)) != 0) {
+    this->opened(false, "connect to subsystem " + path + ": " + std::strerror(errno));
+    return;
+  }
+  bufferevent_enable(bev_, EV_READ | EV_WRITE);
+}
+
+// {protocol=cleanup_protocol, queue_id=ID} in the zero form; true when the
+// whole list has come (and has been handled).
+bool CleanupStream::parse_hello() {
+  struct evbuffer* in = bufferevent_get_input(bev_);
+  size_t len = evbuffer_get_length(in);
+  if (len == 0) return false;
+  const char* data = reinterpret_cast<const char*>(evbuffer_pullup(in, -1));
+  std::string_view bytes(data, len);
+  size_t pos = 0;
+  std::string protocol, id;
+  for (;;) {
+    size_t end = bytes.find('\0', pos);
+    if (end == std::string_view::npos) return false;
+    if (end == pos) break;
+    size_t vend = bytes.find('\0', end + 1);
+    if (vend == std::string_view::npos) return false;
+    std::string_view name = bytes.substr(pos, end - pos), value = bytes.substr(end + 1, vend - end - 1);
+    if (name == "protocol") protocol = value;
+    else if (name == "queue_id") id = value;
+    pos = vend + 1;
+  }
+  evbuffer_drain(in, pos + 1);
+  if (protocol != ipc::proto::kProtoCleanup || id.empty()) {
+    opened(false, "unexpected announcement from public/" + service_ + " socket");
+    return true;
+  }
+  queue_id_ = id;
+  std::string flags = "flags";
+  flags.push_back('\0');
+  flags += std::to_string(flags_);
+  flags.push_back('\0');
+  flags.push_back('\0');
+  bufferevent_write(bev_, flags.data(), flags.size());
+  bufferevent_set_timeouts(bev_, nullptr, nullptr);
+  bufferevent_setwatermark(bev_, EV_WRITE, kLowWater, 0);
+  opened(true, "");
+  return true;
+}
+
+void CleanupStream::opened(bool ok, const std::string& error) {
+  opening_ = false;
+  Opened callback = std::move(opened_);
+  opened_ = nullptr;
+  if (!ok && bev_) {
+    bufferevent_free(bev_);
+    bev_ = nullptr;
+  }
+  if (callback) callback(ok, error);
 }
 
 bool CleanupStream::open_postdrop(struct event_base* base, const std::string& command_directory,
@@ -156,6 +235,10 @@ void CleanupStream::finish(Done done) {
 
 void CleanupStream::on_read(struct bufferevent*, void* self) {
   auto* s = static_cast<CleanupStream*>(self);
+  if (s->opening_) {
+    s->parse_hello();
+    return;
+  }
   if (s->finishing_) s->parse_reply();
 }
 
@@ -170,6 +253,14 @@ void CleanupStream::on_write(struct bufferevent*, void* self) {
 
 void CleanupStream::on_event(struct bufferevent*, short what, void* self) {
   auto* s = static_cast<CleanupStream*>(self);
+  if (s->opening_) {
+    if (what & BEV_EVENT_CONNECTED) return;  // the announcement comes next
+    std::string why = (what & BEV_EVENT_TIMEOUT) ? "timeout"
+                      : (what & BEV_EVENT_EOF)   ? "premature end-of-input"
+                                                 : std::strerror(EVUTIL_SOCKET_ERROR());
+    s->opened(false, "public/" + s->service_ + " socket: " + why);
+    return;
+  }
   if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
     if (s->finishing_ && s->parse_reply()) return;
     bufferevent_free(s->bev_);

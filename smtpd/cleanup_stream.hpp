@@ -35,6 +35,14 @@ class CleanupStream {
   // cannot be reached.
   bool open(struct event_base* base, const std::string& queue_directory, const std::string& service, int flags,
             std::string* error);
+  // The same, without blocking the event loop: connects, reads the
+  // announcement and sends the flags on events, then calls OPENED with
+  // true (queue_id() is set) or false and the reason.  Records written
+  // before that wait in the output buffer.
+  using Opened = std::function<void(bool ok, const std::string& error)>;
+  void open_async(struct event_base* base, const std::string& queue_directory, const std::string& service,
+                  int flags, Opened opened);
+
   // The same conversation with "postdrop -r" as a child process, for the
   // stand-alone smtpd of sendmail -bs (Postfix's mail_stream_command):
   // postdrop announces {protocol=postdrop_protocol, queue_id}, takes the
@@ -63,6 +71,8 @@ class CleanupStream {
   static void on_event(struct bufferevent* bev, short what, void* self);
   void deliver(int status, const std::string& reason);
   bool parse_reply();
+  bool parse_hello();
+  void opened(bool ok, const std::string& error);
 
   struct bufferevent* bev_ = nullptr;
   std::string queue_id_;
@@ -70,6 +80,9 @@ class CleanupStream {
   Done done_;
   std::function<void()> drained_;
   bool finishing_ = false;
+  bool opening_ = false;
+  int flags_ = 0;
+  Opened opened_;
   int child_ = -1;  // postdrop's pid
 };
 

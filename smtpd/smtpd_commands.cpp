@@ -329,11 +329,15 @@ Session::Outcome Session::cmd_rcpt(std::string_view args) {
     reply(*refusal);
     return Outcome::failed;
   }
+  if (orcpt.empty()) orcpt = "rfc822;" + path.given;
+  if (!cleanup_ && !server_.stand_alone()) {
+    open_cleanup_for({path.internal, path.given, notify, orcpt});
+    return Outcome::pending;
+  }
   if (!cleanup_ && !open_cleanup()) {
     reply("451 4.3.0 Error: queue file write error");
     return Outcome::failed;
   }
-  if (orcpt.empty()) orcpt = "rfc822;" + path.given;
   write_recipient(path.internal, path.given, notify, orcpt);
   recipients_.push_back(path.internal);
   facts_.recipient.clear();

@@ -48,6 +48,12 @@ bool Session::open_cleanup() {
     cleanup_.reset();
     return false;
   }
+  cleanup_opened();
+  return true;
+}
+
+// The queue ID is known: log it and start the envelope.
+void Session::cleanup_opened() {
   facts_.queue_id = cleanup_->queue_id();
   if (!facts_.sasl_method.empty()) {
     log::info("%s: client=%s, sasl_method=%s, sasl_username=%s", facts_.queue_id.c_str(), namaddr_.c_str(),
@@ -56,7 +62,47 @@ bool Session::open_cleanup() {
     log::info("%s: client=%s", facts_.queue_id.c_str(), namaddr_.c_str());
   }
   write_envelope_start();
-  return true;
+}
+
+// The first accepted recipient opens the cleanup conversation without
+// blocking the process: the RCPT reply waits for cleanup's announcement
+// (master may first have to start a cleanup), and so does further input.
+void Session::open_cleanup_for(PendingRecipient rcpt) {
+  const SmtpdSettings& settings = server_.settings();
+  cleanup_ = std::make_unique<CleanupStream>();
+  int flags = settings.cleanup_flags;
+  if (smtputf8_) flags |= message::cleanup_flag::kSmtputf8;
+  phase_ = Phase::waiting;
+  bufferevent_disable(bev_, EV_READ);
+  opening_inline_ = true;
+  cleanup_->open_async(server_.base(), settings.queue_directory, settings.cleanup_service, flags,
+                       [this, rcpt](bool ok, const std::string& error) {
+                         size_t index = command_index("RCPT");
+                         phase_ = Phase::command;
+                         if (ok) {
+                           cleanup_opened();
+                           write_recipient(rcpt.internal, rcpt.given, rcpt.notify, rcpt.orcpt);
+                           recipients_.push_back(rcpt.internal);
+                           reply("250 2.1.5 Ok");
+                         } else {
+                           log::warning("%s: cannot connect to the %s service: %s", namaddr_.c_str(),
+                                        server_.settings().cleanup_service.c_str(), error.c_str());
+                           cleanup_.reset();
+                           reply("451 4.3.0 Error: queue file write error");
+                         }
+                         facts_.recipient.clear();
+                         finish_command(index, ok ? Outcome::ok : Outcome::failed);
+                         if (opening_inline_) return;  // cmd_rcpt is still on the stack
+                         if (client_gone_) {
+                           log::info("lost connection after RCPT from %s", namaddr_.c_str());
+                           destroy();
+                           return;
+                         }
+                         bufferevent_enable(bev_, EV_READ);
+                         process_input();
+                       });
+  opening_inline_ = false;
+  if (phase_ == Phase::command) bufferevent_enable(bev_, EV_READ);  // it answered at once
 }
 
 void Session::write_envelope_start() {

@@ -130,6 +130,13 @@ class Session {
 
   // ---- transaction and content (smtpd_data.cpp)
   bool open_cleanup();
+  struct PendingRecipient {
+    std::string internal, given;
+    int notify = 0;
+    std::string orcpt;
+  };
+  void open_cleanup_for(PendingRecipient rcpt);
+  void cleanup_opened();
   void reset_transaction();
   void write_envelope_start();
   void write_recipient(const std::string& internal, const std::string& given, int notify, const std::string& orcpt);
@@ -154,7 +161,8 @@ class Session {
   bool input_paused_ = false;
   bool skip_rest_of_line_ = false;  // after a command line over line_length_limit
   bool destroyed_ = false;
-  bool client_gone_ = false;  // EOF while cleanup was still writing the message
+  bool client_gone_ = false;
+  bool opening_inline_ = false;  // open_cleanup_for() has not returned yet  // EOF while cleanup was still writing the message
   std::string access_denied_;  // smtpd_delay_reject = no and the client was refused
   bool closing_ = false;
   bool holding_replies_ = false;  // during the error sleep
