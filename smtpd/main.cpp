@@ -141,9 +141,13 @@ int main(int argc, char** argv) {
   };
   server.post_init = [](mta::server::ServerContext& ctx) {
     mta::smtpd::SmtpdSettings::warn_unimplemented(ctx.config);
-    g_smtpd = std::make_unique<mta::smtpd::Smtpd>(
-        ctx, mta::smtpd::SmtpdSettings::from_config(ctx.config, ctx.service_name), std::move(g_sasl),
-        std::move(g_tls));
+    try {
+      g_smtpd = std::make_unique<mta::smtpd::Smtpd>(
+          ctx, mta::smtpd::SmtpdSettings::from_config(ctx.config, ctx.service_name), std::move(g_sasl),
+          std::move(g_tls));
+    } catch (const mta::config::ConfigError& e) {
+      mta::log::fatal("%s", e.what());  // a bad value in main.cf or -o, as Postfix stops
+    }
     ctx.table_changed = [] { return g_smtpd->changed_table(); };
     g_term_event = evsignal_new(ctx.base, SIGTERM, &on_sigterm, nullptr);
     event_add(g_term_event, nullptr);
