@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <map>
 
 #include "cleanup/cleanup_status.hpp"
 #include "ipc/attr.hpp"
@@ -24,7 +25,25 @@ namespace mta::smtpd {
 
 namespace {
 constexpr size_t kLowWater = 64 * 1024;
+
+// One attribute list in the zero form (name NUL value NUL ... NUL) at the
+// start of IN: the bytes it takes, or 0 while it is incomplete.
+size_t parse_zero_list(struct evbuffer* in, std::map<std::string, std::string>& out) {
+  size_t len = evbuffer_get_length(in);
+  if (len == 0) return 0;
+  std::string_view bytes(reinterpret_cast<const char*>(evbuffer_pullup(in, -1)), len);
+  size_t pos = 0;
+  for (;;) {
+    size_t end = bytes.find('\0', pos);
+    if (end == std::string_view::npos) return 0;
+    if (end == pos) return pos + 1;  // the list terminator
+    size_t vend = bytes.find('\0', end + 1);
+    if (vend == std::string_view::npos) return 0;
+    out.emplace(std::string(bytes.substr(pos, end - pos)), std::string(bytes.substr(end + 1, vend - end - 1)));
+    pos = vend + 1;
+  }
 }
+}  // namespace
 
 CleanupStream::~CleanupStream() { close(); }
 
@@ -75,24 +94,12 @@ void CleanupStream::open_async(struct event_base* base, const std::string& queue
 // whole list has come (and has been handled).
 bool CleanupStream::parse_hello() {
   struct evbuffer* in = bufferevent_get_input(bev_);
-  size_t len = evbuffer_get_length(in);
-  if (len == 0) return false;
-  const char* data = reinterpret_cast<const char*>(evbuffer_pullup(in, -1));
-  std::string_view bytes(data, len);
-  size_t pos = 0;
-  std::string protocol, id;
-  for (;;) {
-    size_t end = bytes.find('\0', pos);
-    if (end == std::string_view::npos) return false;
-    if (end == pos) break;
-    size_t vend = bytes.find('\0', end + 1);
-    if (vend == std::string_view::npos) return false;
-    std::string_view name = bytes.substr(pos, end - pos), value = bytes.substr(end + 1, vend - end - 1);
-    if (name == "protocol") protocol = value;
-    else if (name == "queue_id") id = value;
-    pos = vend + 1;
-  }
-  evbuffer_drain(in, pos + 1);
+  std::map<std::string, std::string> hello;
+  size_t used = parse_zero_list(in, hello);
+  if (used == 0) return false;
+  evbuffer_drain(in, used);
+  const std::string& protocol = hello["protocol"];
+  const std::string& id = hello["queue_id"];
   if (protocol != ipc::proto::kProtoCleanup || id.empty()) {
     opened(false, "unexpected announcement from public/" + service_ + " socket");
     return true;
@@ -275,25 +282,12 @@ void CleanupStream::on_event(struct bufferevent*, short what, void* self) {
 bool CleanupStream::parse_reply() {
   if (!bev_) return false;
   struct evbuffer* in = bufferevent_get_input(bev_);
-  size_t len = evbuffer_get_length(in);
-  if (len == 0) return false;
-  const char* data = reinterpret_cast<const char*>(evbuffer_pullup(in, -1));
-  std::string_view bytes(data, len);
-  size_t pos = 0;
-  std::string status_text, reason;
-  for (;;) {
-    size_t end = bytes.find('\0', pos);
-    if (end == std::string_view::npos) return false;
-    if (end == pos) break;  // list terminator
-    std::string_view name = bytes.substr(pos, end - pos);
-    size_t vend = bytes.find('\0', end + 1);
-    if (vend == std::string_view::npos) return false;
-    std::string_view value = bytes.substr(end + 1, vend - end - 1);
-    if (name == "status") status_text = value;
-    else if (name == "reason") reason = value;
-    pos = vend + 1;
-  }
-  evbuffer_drain(in, len);
+  std::map<std::string, std::string> reply;
+  size_t used = parse_zero_list(in, reply);
+  if (used == 0) return false;
+  evbuffer_drain(in, evbuffer_get_length(in));
+  const std::string& status_text = reply["status"];
+  const std::string& reason = reply["reason"];
   auto status = ipc::parse_uint32(status_text);
   deliver(status ? static_cast<int>(*status) : message::cleanup_stat::kBad, reason);
   return true;

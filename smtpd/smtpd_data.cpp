@@ -106,25 +106,17 @@ void Session::open_cleanup_for(PendingRecipient rcpt) {
 }
 
 void Session::write_envelope_start() {
-  if (server_.stand_alone()) {
-    // Through postdrop, which takes what a local user may say and sets
-    // the arrival time itself.
-    if (!body_.empty()) {
-      std::string encoding = body_;
-      for (char& c : encoding) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      cleanup_->attribute("encoding", encoding);
-    }
-    if (!envid_.empty()) cleanup_->attribute("envelope_id", envid_);
-    if (!ret_.empty()) cleanup_->attribute("ret_flags", (ret_[0] == 'F' || ret_[0] == 'f') ? "1" : "2");
-    cleanup_->record(rec::kFrom, facts_.sender);
-    return;
+  // Through postdrop (stand-alone), only what a local user may say:
+  // postdrop sets the arrival time itself.
+  bool local_user = server_.stand_alone();
+  if (!local_user) {
+    char time_text[64];
+    std::snprintf(time_text, sizeof time_text, "%ld %ld", static_cast<long>(arrival_.tv_sec),
+                  static_cast<long>(arrival_.tv_usec));
+    cleanup_->record(rec::kTime, time_text);
+    const std::string& filter = server_.content_filter();
+    if (!filter.empty()) cleanup_->record(rec::kFilter, filter);
   }
-  char time_text[64];
-  std::snprintf(time_text, sizeof time_text, "%ld %ld", static_cast<long>(arrival_.tv_sec),
-                static_cast<long>(arrival_.tv_usec));
-  cleanup_->record(rec::kTime, time_text);
-  const std::string& filter = server_.content_filter();
-  if (!filter.empty()) cleanup_->record(rec::kFilter, filter);
   if (!body_.empty()) {
     std::string encoding = body_;
     for (char& c : encoding) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -133,6 +125,7 @@ void Session::write_envelope_start() {
   if (!envid_.empty()) cleanup_->attribute("envelope_id", envid_);
   if (!ret_.empty()) cleanup_->attribute("ret_flags", (ret_[0] == 'F' || ret_[0] == 'f') ? "1" : "2");
   cleanup_->record(rec::kFrom, facts_.sender);
+  if (local_user) return;
   cleanup_->attribute("log_client_name", facts_.client_name);
   cleanup_->attribute("log_client_address", facts_.client_addr);
   cleanup_->attribute("log_client_port", facts_.client_port);
