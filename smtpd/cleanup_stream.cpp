@@ -84,7 +84,18 @@ void CleanupStream::open_async(struct event_base* base, const std::string& queue
   bufferevent_set_timeouts(bev_, &tv, nullptr);
   opening_ = true;
   if (bufferevent_socket_connect(bev_, reinterpret_cast<sockaddr*>(&sun), static_cast<int>(sizeof sun)) != 0) {
-    this->opened(false, "connect to subsystem " + path + ": " + std::strerror(errno));
+    int err = EVUTIL_SOCKET_ERROR();
+    if (err == EAGAIN) {
+      // The listen queue is full: wait for room as Postfix's blocking
+      // connect would (rare: master adds cleanup processes on demand).
+      Opened callback = std::move(opened_);
+      std::string error;
+      bool ok = open(base, queue_directory, service, flags, &error);
+      opened_ = std::move(callback);
+      this->opened(ok, error);
+      return;
+    }
+    this->opened(false, "connect to subsystem " + path + ": " + std::strerror(err));
     return;
   }
   bufferevent_enable(bev_, EV_READ | EV_WRITE);
@@ -237,6 +248,9 @@ void CleanupStream::finish(Done done) {
     deliver(message::cleanup_stat::kWrite, "");
     return;
   }
+  // A cleanup that never answers must not hold the session for ever.
+  timeval tv{3600, 0};  // ipc_timeout's default
+  bufferevent_set_timeouts(bev_, &tv, nullptr);
   parse_reply();  // in case cleanup answered early (it refused the message)
 }
 
@@ -272,8 +286,21 @@ void CleanupStream::on_event(struct bufferevent*, short what, void* self) {
     if (s->finishing_ && s->parse_reply()) return;
     bufferevent_free(s->bev_);
     s->bev_ = nullptr;
-    if (s->finishing_) s->deliver(message::cleanup_stat::kWrite, "");
-    // Before finish(): the session learns at finish() (bev_ is gone).
+    if (s->finishing_) {
+      s->deliver(message::cleanup_stat::kWrite, "");
+      return;
+    }
+    // Before finish(): the session learns at finish() (bev_ is gone); a
+    // session paused for backpressure must go on reading to get there.
+    if (s->drained_) {
+      auto callback = std::move(s->drained_);
+      s->drained_ = nullptr;
+      callback();
+    }
+    return;
+  }
+  if ((what & BEV_EVENT_TIMEOUT) && s->finishing_) {
+    s->deliver(message::cleanup_stat::kWrite, "");
   }
 }
 

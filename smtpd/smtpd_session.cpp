@@ -195,6 +195,22 @@ void Session::start() {
   log::info("connect from %s", namaddr_.c_str());
   bare_newline_exempt_ = server_.bare_newline_exempt(facts_);
   facts_.protocol = "SMTP";
+  if (server_.tls_wrapper_mode()) {
+    // smtps: TLS from the first byte; everything is said over it, so the
+    // greeting (or a refusal) comes after the handshake.
+    if (!server_.tls()) {
+      log::warning("%s: TLS wrapper mode without a working TLS context: disconnecting", namaddr_.c_str());
+      close_after_output();
+      return;
+    }
+    start_tls();
+    return;
+  }
+  greet();
+}
+
+// The per-client limits, the connect-time policy, then the banner.
+void Session::greet() {
   const SmtpdSettings& settings = server_.settings();
   anvil_ = server_.anvil_for(facts_);
   int count = 0, rate = 0;
@@ -223,17 +239,7 @@ void Session::start() {
     reply(*refusal);
     return;
   }
-  if (server_.tls_wrapper_mode()) {
-    // smtps: TLS from the first byte; the greeting comes after the handshake.
-    if (!server_.tls()) {
-      log::warning("%s: TLS wrapper mode without a working TLS context: disconnecting", namaddr_.c_str());
-      close_after_output();
-      return;
-    }
-    start_tls();
-    return;
-  }
-  reply("220 " + server_.settings().banner);
+  reply("220 " + settings.banner);
 }
 
 void Session::shutdown() {
@@ -291,6 +297,12 @@ void Session::on_event(struct bufferevent*, short what, void* self) {
     }
     return;
   }
+  if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING)) {
+    // The client stopped reading: nothing more can reach it.
+    log::info("timeout after %s from %s", s->last_command_.c_str(), s->namaddr_.c_str());
+    s->destroy();
+    return;
+  }
   if (what & BEV_EVENT_TIMEOUT) {
     log::info("timeout after %s from %s", s->last_command_.c_str(), s->namaddr_.c_str());
     s->reply("421 4.4.2 " + s->server_.settings().myhostname + " Error: timeout exceeded");
@@ -331,36 +343,39 @@ bool Session::read_line(std::string& line, bool& crlf, bool& truncated) {
   // An AUTH response may be longer: smtpd_sasl_response_limit.
   if (phase_ == Phase::auth)
     limit = std::max(limit, static_cast<size_t>(server_.settings().sasl_response_limit) + 1);
-  for (;;) {
-    struct evbuffer_ptr lf = evbuffer_search(in, "\n", 1, nullptr);
-    size_t have = evbuffer_get_length(in);
-    if (skip_rest_of_line_) {
-      if (lf.pos < 0) {
-        evbuffer_drain(in, have);
-        return false;
-      }
-      evbuffer_drain(in, static_cast<size_t>(lf.pos) + 1);
-      skip_rest_of_line_ = false;
-      continue;
+  struct evbuffer_ptr lf = evbuffer_search(in, "\n", 1, nullptr);
+  size_t have = evbuffer_get_length(in);
+  if (skip_rest_of_line_) {
+    // The first line_length_limit bytes of an overlong line are kept; the
+    // rest goes before the command runs (what follows it, e.g. a BDAT
+    // chunk, must not be taken for the rest of the line, nor the reverse).
+    if (lf.pos < 0) {
+      evbuffer_drain(in, have);
+      return false;
     }
-    truncated = false;
-    if (lf.pos < 0 || static_cast<size_t>(lf.pos) > limit) {
-      if (have <= limit && lf.pos < 0) return false;
-      line.resize(limit);
-      evbuffer_remove(in, line.data(), limit);
-      crlf = true;
-      truncated = true;
-      skip_rest_of_line_ = true;
-      return true;
-    }
-    size_t n = static_cast<size_t>(lf.pos);
-    line.resize(n);
-    evbuffer_remove(in, line.data(), n);
-    evbuffer_drain(in, 1);
-    crlf = !line.empty() && line.back() == '\r';
-    if (crlf) line.pop_back();
+    evbuffer_drain(in, static_cast<size_t>(lf.pos) + 1);
+    skip_rest_of_line_ = false;
+    line = std::move(truncated_line_);
+    truncated_line_.clear();
+    crlf = true;
+    truncated = true;
     return true;
   }
+  truncated = false;
+  if (lf.pos < 0 || static_cast<size_t>(lf.pos) > limit) {
+    if (lf.pos < 0 && have <= limit) return false;
+    truncated_line_.resize(limit);
+    evbuffer_remove(in, truncated_line_.data(), limit);
+    skip_rest_of_line_ = true;
+    return read_line(line, crlf, truncated);
+  }
+  size_t n = static_cast<size_t>(lf.pos);
+  line.resize(n);
+  evbuffer_remove(in, line.data(), n);
+  evbuffer_drain(in, 1);
+  crlf = !line.empty() && line.back() == '\r';
+  if (crlf) line.pop_back();
+  return true;
 }
 
 void Session::process_input() {
@@ -561,6 +576,11 @@ void Session::on_sleep_done(int, short, void* self) {
     return;
   }
   s->flush_output();
+  if (s->tls_after_sleep_) {
+    s->tls_after_sleep_ = false;
+    s->start_tls();  // the 220 has gone out in plaintext
+    return;
+  }
   s->resume_input();
 }
 

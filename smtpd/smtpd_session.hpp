@@ -51,6 +51,7 @@ class Session {
   // Looks the client up, applies the connect-time limits and checks, and
   // sends the greeting (or the refusal).
   void start();
+  void greet();
   // The process is stopping: "421 4.3.2 Service shutting down" and close.
   void shutdown();
 
@@ -160,6 +161,8 @@ class Session {
   Phase phase_ = Phase::command;
   bool input_paused_ = false;
   bool skip_rest_of_line_ = false;  // after a command line over line_length_limit
+  std::string truncated_line_;      // its first line_length_limit bytes
+  bool tls_after_sleep_ = false;    // STARTTLS's 220 waits for the error sleep
   bool destroyed_ = false;
   bool client_gone_ = false;
   bool opening_inline_ = false;  // open_cleanup_for() has not returned yet  // EOF while cleanup was still writing the message

@@ -45,17 +45,26 @@ Session::Outcome Session::cmd_starttls(std::string_view args) {
     return Outcome::failed;
   }
   reply("220 2.0.0 Ready to start TLS");
-  flush_output();  // in plaintext, before the TLS filter takes the connection
   // RFC 3207: everything the client said before is forgotten.
   reset_transaction();
   helo_seen_ = ehlo_seen_ = false;
   facts_.helo.clear();
   facts_.helo_command.clear();
+  // ... and so is an authentication (RFC 3207: the client starts again).
+  facts_.sasl_method.clear();
+  facts_.sasl_username.clear();
+  facts_.sasl_sender.clear();
   struct evbuffer* in = bufferevent_get_input(bev_);
   if (size_t pending = evbuffer_get_length(in)) {
     log::info("%s: discarding %zu bytes of plaintext pipelined after STARTTLS", namaddr_.c_str(), pending);
     evbuffer_drain(in, pending);
   }
+  if (holding_replies_) {
+    // The error sleep holds the 220: TLS starts once it is out in plaintext.
+    tls_after_sleep_ = true;
+    return Outcome::pending;
+  }
+  flush_output();  // in plaintext, before the TLS filter takes the connection
   return start_tls() ? Outcome::pending : Outcome::failed;
 }
 
@@ -124,7 +133,7 @@ void Session::starttls_handshake_done(bool ok) {
     return;
   }
   if (wrapper) {
-    reply("220 " + settings.banner);
+    greet();  // the limits, the connect-time policy and the banner, over TLS
   } else {
     finish_command(index, Outcome::ok);
   }

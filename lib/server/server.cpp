@@ -174,8 +174,7 @@ class Skeleton {
     // event server stops accepting and leaves when its clients are done.
     auto* s = static_cast<Skeleton*>(self);
     if (s->multi_ && s->multi_->adopt && s->ctx_.clients > 0) {
-      s->draining_ = true;
-      for (size_t i = 0; i < s->listen_events_; ++i) event_del(s->events_[i]);
+      s->drain(false);  // master is gone: no one to tell
       return;
     }
     event_base_loopbreak(s->base_);
@@ -201,10 +200,15 @@ class Skeleton {
 
   void used_once() {
     ++uses_;
-    if (ctx_.table_changed) {
+    if (ctx_.table_changed && !draining_) {
       std::string name = ctx_.table_changed();
       if (!name.empty()) {
         log::info("table %s has changed -- restarting", name.c_str());
+        if (multi_ && multi_->adopt && ctx_.clients > 0) {
+          // An event server lets its other clients finish first.
+          drain(true);
+          return;
+        }
         event_base_loopbreak(base_);
         return;
       }
@@ -282,6 +286,15 @@ class Skeleton {
       else event_add(events_[i], nullptr);
     }
     report(full ? Availability::taken : Availability::available);
+  }
+
+  // Stop accepting, tell master we are busy (so that it starts a new
+  // process), and leave when the last client is done.
+  void drain(bool tell_master) {
+    if (draining_) return;
+    draining_ = true;
+    for (size_t i = 0; i < listen_events_; ++i) event_del(events_[i]);
+    if (tell_master) report(Availability::taken);
   }
 
   void adopted_client_done() {
