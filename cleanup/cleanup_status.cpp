@@ -1,6 +1,10 @@
 // cleanup_status.cpp: see cleanup_status.hpp.
 #include "cleanup/cleanup_status.hpp"
 
+#include <string>
+
+#include "config/config.hpp"
+
 namespace mta::message {
 namespace {
 
@@ -28,6 +32,15 @@ const CleanupStatDetail& cleanup_stat_detail(int status) {
   for (const CleanupStatDetail& d : kDetails)
     if (d.status & status) return d;
   return kUnknown;
+}
+
+int input_transp_cleanup(int flags, std::string_view receive_override_options) {
+  for (const std::string& word : config::split_list(receive_override_options)) {
+    if (word == "no_address_mappings") flags &= ~(cleanup_flag::kMapOk | cleanup_flag::kBccOk);
+    else if (word == "no_header_body_checks") flags &= ~cleanup_flag::kFilter;
+    else if (word == "no_milters") flags &= ~cleanup_flag::kMilter;
+  }
+  return flags;
 }
 
 }  // namespace mta::message

@@ -49,6 +49,11 @@ struct CleanupStatDetail {
   std::string_view text;
 };
 
+// Postfix's input_transp_cleanup(): FLAGS minus what receive_override_options
+// (its value as given) turns off: no_address_mappings, no_header_body_checks,
+// no_milters.  Shared by the clients of cleanup (pickup, smtpd).
+int input_transp_cleanup(int flags, std::string_view receive_override_options);
+
 // The most severe problem in STATUS (Postfix lists them by severity).
 const CleanupStatDetail& cleanup_stat_detail(int status);
 inline std::string_view cleanup_strerror(int status) { return cleanup_stat_detail(status).text; }

@@ -45,11 +45,8 @@ PickupSettings PickupSettings::from_config(const config::Config& config) {
   s.line_limit = static_cast<size_t>(std::max<long long>(1, config.get_int("line_length_limit")));
   // Bounce bad mail, and everything that mail from outside gets, minus
   // what receive_override_options turns off (input_transp_cleanup).
-  int flags = cflag::kBounce | cflag::kMaskExternal;
-  std::vector<std::string> overrides = config::split_list(config.get("receive_override_options"));
-  if (list_has(overrides, "no_address_mappings")) flags &= ~(cflag::kMapOk | cflag::kBccOk);
-  if (list_has(overrides, "no_header_body_checks")) flags &= ~cflag::kFilter;
-  if (list_has(overrides, "no_milters")) flags &= ~cflag::kMilter;
+  int flags = message::input_transp_cleanup(cflag::kBounce | cflag::kMaskExternal,
+                                            config.get("receive_override_options"));
   // SMTPUTF8 autodetection for mail from sendmail (smtputf8_autodetect_classes).
   if (config.get_bool("smtputf8_enable") && list_has(config::split_list(config.get("smtputf8_autodetect_classes")), "sendmail"))
     flags |= cflag::kAutoUtf8;

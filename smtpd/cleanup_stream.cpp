@@ -226,8 +226,10 @@ bool CleanupStream::open(struct event_base* base, const std::string& queue_direc
 
 void CleanupStream::record(char type, std::string_view payload) {
   if (!bev_) return;
-  std::string rec = queue::encode_record(type, payload);
-  bufferevent_write(bev_, rec.data(), rec.size());
+  // Per content line: reuse one buffer rather than allocate a record each time.
+  scratch_.clear();
+  queue::append_record(scratch_, type, payload);
+  bufferevent_write(bev_, scratch_.data(), scratch_.size());
 }
 
 void CleanupStream::attribute(std::string_view name, std::string_view value) {

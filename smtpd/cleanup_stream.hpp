@@ -84,6 +84,7 @@ class CleanupStream {
   int flags_ = 0;
   Opened opened_;
   int child_ = -1;  // postdrop's pid
+  std::string scratch_;  // the record being written
 };
 
 }  // namespace mta::smtpd

@@ -3,9 +3,7 @@
 #include <sys/statvfs.h>
 #include <sys/time.h>
 
-#include <algorithm>
 #include <cctype>
-#include <chrono>
 #include <cstdlib>
 
 #include "ipc/flush_client.hpp"
@@ -412,16 +410,10 @@ Session::Outcome Session::cmd_etrn(std::string_view args) {
     reply(*refusal);
     return Outcome::failed;
   }
-  if (!server_.fast_flush_domain(domain)) {
-    log::warning("reject: ETRN %.100s... from %s", domain.c_str(), namaddr_.c_str());
-    reply("459 <" + domain + ">: service unavailable");
-    return Outcome::failed;
-  }
-  // The flush service moves the site's deferred mail back to qmgr.
-  ipc::FlushOptions options;
-  options.service = server_.config().get("flush_service_name");
-  options.timeout = std::chrono::seconds(std::max<long long>(1, server_.config().get_time("ipc_timeout")));
-  switch (ipc::flush_send_site(server_.settings().queue_directory, domain, options)) {
+  // The flush service moves the site's deferred mail back to qmgr; a site
+  // outside fast_flush_domains is refused without asking it.
+  const ipc::FlushClient* flush = server_.flush();
+  switch (flush ? flush->send_site(domain) : ipc::flush_proto::kStatDeny) {
     case ipc::flush_proto::kStatOk:
       reply("250 Queuing started");
       return Outcome::ok;

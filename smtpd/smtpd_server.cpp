@@ -1,6 +1,7 @@
 // smtpd_server.cpp: see smtpd_server.hpp.
 #include "smtpd/smtpd_server.hpp"
 
+#include "deliver/delivery_status.hpp"
 #include "log/log.hpp"
 #include "smtpd/smtpd_session.hpp"
 
@@ -36,9 +37,7 @@ Smtpd::Smtpd(server::ServerContext& ctx, SmtpdSettings settings, std::unique_ptr
                                             maps::match_parent_style(ctx.config, "smtpd_forbid_bare_newline_exclusions"));
   forbidden_commands_ = maps::MatchList("smtpd_forbidden_commands", ctx.config.get("smtpd_forbidden_commands"),
                                         maps::MatchList::Kind::string);
-  fast_flush_domains_ = maps::MatchList("fast_flush_domains", settings_.fast_flush_domains,
-                                        maps::MatchList::Kind::hostname,
-                                        maps::match_parent_style(ctx.config, "fast_flush_domains"));
+  flush_ = deliver::flush_client_from_config(ctx.config);
 }
 
 Smtpd::~Smtpd() = default;
@@ -67,10 +66,6 @@ std::unique_ptr<ipc::AnvilClient> Smtpd::anvil_for(const SessionFacts& facts) {
     log::warning("smtpd_client_event_limit_exceptions: %s", limit_exceptions_.error().c_str());
   if (m == maps::Match::yes) return nullptr;
   return std::make_unique<ipc::AnvilClient>(settings_.queue_directory, "anvil", std::chrono::seconds(10));
-}
-
-bool Smtpd::fast_flush_domain(std::string_view domain) const {
-  return fast_flush_domains_.match(domain) == maps::Match::yes;
 }
 
 bool Smtpd::forbidden_command(std::string_view verb) const {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "ipc/anvil_client.hpp"
+#include "ipc/flush_client.hpp"
 #include "maps/match_list.hpp"
 #include "sasl/sasl_server.hpp"
 #include "tls/tls_context.hpp"
@@ -58,8 +59,9 @@ class Smtpd {
   bool bare_newline_exempt(const SessionFacts& facts);
   // smtpd_forbidden_commands: an unknown command that ends the session.
   bool forbidden_command(std::string_view verb) const;
-  // ETRN: the domain is one that fast_flush_domains lists.
-  bool fast_flush_domain(std::string_view domain) const;
+  // ETRN's client of the flush service; null when fast_flush_domains is
+  // empty.
+  const ipc::FlushClient* flush() const { return flush_.get(); }
 
   void add(Session* s) { sessions_.insert(s); }
   void remove(Session* s);
@@ -86,7 +88,7 @@ class Smtpd {
   maps::HostList limit_exceptions_;
   maps::HostList bare_newline_exclusions_;
   maps::MatchList forbidden_commands_;
-  maps::MatchList fast_flush_domains_;
+  std::shared_ptr<const ipc::FlushClient> flush_;
   std::string content_filter_;
   long long queue_minfree_ = 0;
   std::vector<std::string> local_rewrite_clients_;

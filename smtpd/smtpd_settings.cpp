@@ -11,10 +11,6 @@ namespace mta::smtpd {
 
 namespace {
 
-bool list_has(const std::vector<std::string>& list, std::string_view word) {
-  return std::find(list.begin(), list.end(), word) != list.end();
-}
-
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
@@ -34,12 +30,8 @@ SmtpdSettings SmtpdSettings::from_config(const config::Config& config, const std
   // What mail from outside gets from cleanup (Postfix: CLEANUP_FLAG_MASK_EXTERNAL
   // minus receive_override_options), and replies in SMTP form.
   namespace cflag = message::cleanup_flag;
-  int flags = cflag::kMaskExternal | cflag::kSmtpReply;
-  std::vector<std::string> overrides = config::split_list(config.get("receive_override_options"));
-  if (list_has(overrides, "no_address_mappings")) flags &= ~(cflag::kMapOk | cflag::kBccOk);
-  if (list_has(overrides, "no_header_body_checks")) flags &= ~cflag::kFilter;
-  if (list_has(overrides, "no_milters")) flags &= ~cflag::kMilter;
-  s.cleanup_flags = flags;
+  s.cleanup_flags = message::input_transp_cleanup(cflag::kMaskExternal | cflag::kSmtpReply,
+                                                  config.get("receive_override_options"));
 
   s.message_size_limit = config.get_int("message_size_limit");
   s.line_length_limit = static_cast<size_t>(std::max<long long>(80, config.get_int("line_length_limit")));
@@ -73,7 +65,6 @@ SmtpdSettings SmtpdSettings::from_config(const config::Config& config, const std
   for (const std::string& k : config::split_list(config.get("smtpd_discard_ehlo_keywords")))
     s.discard_ehlo_keywords.push_back(lower(k));
   s.null_access_lookup_key = config.get("smtpd_null_access_lookup_key");
-  s.fast_flush_domains = config.get("fast_flush_domains");
   s.connection_count_limit = config.get_int("smtpd_client_connection_count_limit");
   s.connection_rate_limit = config.get_int("smtpd_client_connection_rate_limit");
   s.message_rate_limit = config.get_int("smtpd_client_message_rate_limit");

@@ -45,7 +45,6 @@ struct SmtpdSettings {
   int bare_newline_reject_code = 550;
   std::vector<std::string> discard_ehlo_keywords;  // lower case
   std::string null_access_lookup_key;
-  std::string fast_flush_domains;
 
   // Per-client limits (anvil).
   long long connection_count_limit = 0, connection_rate_limit = 0, message_rate_limit = 0,
