@@ -14,23 +14,23 @@
 //
 // usage: discard [generic daemon options] (started by master)
 #include "error/agent_session.hpp"
-#include "local/delivery_status.hpp"
+#include "deliver/status_reporter.hpp"
 #include "log/log.hpp"
 #include "server/server.hpp"
 
 namespace {
 
-int deliver_message(const mta::local::ReporterConfig& reporter, mta::agent::Delivery& d) {
+int deliver_message(const mta::deliver::ReporterConfig& reporter, mta::agent::Delivery& d) {
   const auto& req = d.request;
   if (req.nexthop.empty()) mta::log::fatal("empty nexthop hostname");
   if (req.recipients.empty()) mta::log::fatal("recipient count: %zu", req.recipients.size());
   mta::agent::DsnSplit dp = mta::agent::dsn_split("2.0.0", req.nexthop);
-  mta::local::StatusReporter status(reporter, req.queue_id, req.stats, "none");
+  mta::deliver::StatusReporter status(reporter, req.queue_id, req.stats, "none");
   const int flags = mta::agent::trace_flags(req.flags);
   int result = 0;
   for (const auto& rcpt : req.recipients) {
     if (rcpt.offset < 0) continue;
-    int rc = status.sent(flags, rcpt, mta::local::Dsn::simple(dp.status, dp.text));
+    int rc = status.sent(flags, rcpt, mta::deliver::Dsn::simple(dp.status, dp.text));
     if (rc == 0 && (req.flags & mta::ipc::proto::kDelReqFlagSuccess)) mta::agent::mark_done(d, rcpt);
     result |= rc;
   }
@@ -40,7 +40,7 @@ int deliver_message(const mta::local::ReporterConfig& reporter, mta::agent::Deli
 }  // namespace
 
 int main(int argc, char** argv) {
-  mta::local::ReporterConfig reporter;  // set up once, read-only afterwards
+  mta::deliver::ReporterConfig reporter;  // set up once, read-only afterwards
   mta::server::SingleServer server;
   // After the chroot: queue_directory is then "/", where private/bounce is.
   server.post_init = [&](mta::server::ServerContext& ctx) {

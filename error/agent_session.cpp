@@ -101,8 +101,8 @@ DsnSplit dsn_split(std::string_view default_status, std::string_view text) {
   return out;
 }
 
-local::ReporterConfig reporter_config(const config::Config& config) {
-  local::ReporterConfig rc;
+deliver::ReporterConfig reporter_config(const config::Config& config) {
+  deliver::ReporterConfig rc;
   rc.queue_directory = config.get("queue_directory");
   rc.bounce_service = config.get("bounce_service_name");
   rc.defer_service = config.get("defer_service_name");

@@ -27,7 +27,7 @@
 
 #include "config/config.hpp"
 #include "ipc/mail_proto.hpp"
-#include "local/delivery_status.hpp"
+#include "deliver/status_reporter.hpp"
 #include "queue/queue_file.hpp"
 
 namespace mta::agent {
@@ -48,7 +48,7 @@ void serve_connection(int fd, const config::Config& config, const std::string& s
 void mark_done(Delivery& delivery, const ipc::proto::Recipient& rcpt);
 
 // The reporting settings from main.cf.
-local::ReporterConfig reporter_config(const config::Config& config);
+deliver::ReporterConfig reporter_config(const config::Config& config);
 
 // Postfix's dsn_split(): an optional leading RFC 3463 status ("5.1.1 text")
 // and the free text after it; default_status when there is none.

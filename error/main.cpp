@@ -18,7 +18,7 @@
 //
 // usage: error [generic daemon options] (started by master)
 #include "error/agent_session.hpp"
-#include "local/delivery_status.hpp"
+#include "deliver/status_reporter.hpp"
 #include "log/log.hpp"
 #include "server/server.hpp"
 
@@ -29,7 +29,7 @@ enum class Mode { bounce, defer };
 // Set up once before privileges are dropped, read-only afterwards.
 struct ErrorAgent {
   Mode mode = Mode::bounce;
-  mta::local::ReporterConfig reporter;
+  mta::deliver::ReporterConfig reporter;
   int deliver_message(mta::agent::Delivery& d) const;
 };
 
@@ -38,11 +38,11 @@ int ErrorAgent::deliver_message(mta::agent::Delivery& d) const {
   if (req.nexthop.empty()) mta::log::fatal("empty nexthop hostname");
   if (req.recipients.empty()) mta::log::fatal("recipient count: %zu", req.recipients.size());
   mta::agent::DsnSplit dp = mta::agent::dsn_split(mode == Mode::bounce ? "5.0.0" : "4.0.0", req.nexthop);
-  mta::local::StatusReporter status(reporter, req.queue_id, req.stats, "none");
+  mta::deliver::StatusReporter status(reporter, req.queue_id, req.stats, "none");
   const int flags = mta::agent::trace_flags(req.flags);
   int result = 0;
   for (const auto& rcpt : req.recipients) {
-    mta::local::Dsn dsn = mta::local::Dsn::simple(dp.status, dp.text);
+    mta::deliver::Dsn dsn = mta::deliver::Dsn::simple(dp.status, dp.text);
     int rc = mode == Mode::bounce ? status.bounce_append(flags, rcpt, dsn) : status.defer_append(flags, rcpt, dsn);
     if (rc == 0) mta::agent::mark_done(d, rcpt);
     result |= rc;

@@ -30,12 +30,15 @@
 #include <unordered_set>
 
 #include "ipc/mail_proto.hpp"
-#include "local/delivery_status.hpp"
+#include "deliver/status_reporter.hpp"
 #include "local/local_settings.hpp"
 #include "local/mail_services.hpp"
-#include "local/user_privileges.hpp"
+#include "deliver/user_privileges.hpp"
 
 namespace mta::local {
+
+// Dsn, StatusReporter, mail_copy, LockedMailbox, pipe_command, ActAs ...
+using namespace mta::deliver;
 
 // Whose rights files and commands get (USER_ATTR).
 struct UserAttr {

@@ -10,11 +10,15 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "deliver/mailbox_file.hpp"
 #include "ipc/flush_client.hpp"
 #include "maps/maps.hpp"
 #include "queue/queue_dirs.hpp"
 
 namespace mta::local {
+
+// Dsn, StatusReporter, mail_copy, LockedMailbox, pipe_command, ActAs ...
+using namespace mta::deliver;
 
 // Expansion types: which kind of list a destination came from
 // (allow_mail_to_commands, allow_mail_to_files).
@@ -35,11 +39,6 @@ inline constexpr int kExtPropForward = 1 << 3;
 inline constexpr int kExtPropInclude = 1 << 4;
 inline constexpr int kExtPropGeneric = 1 << 5;
 
-// mailbox_delivery_lock.
-inline constexpr int kLockFlock = 1 << 0;
-inline constexpr int kLockFcntl = 1 << 1;
-inline constexpr int kLockDotlock = 1 << 2;
-inline constexpr int kLockDotlockMayFail = 1 << 3;  // file delivery: a dotlock we cannot make only warns
 
 // Parses "alias, forward, include" style lists into masks; throws
 // config::ConfigError with Postfix's message ("unknown NAME value "X"

@@ -9,7 +9,7 @@
 
 #include "address/address.hpp"
 #include "local/local_settings.hpp"
-#include "local/message_copy.hpp"
+#include "deliver/mail_copy.hpp"
 #include "log/log.hpp"
 #include "queue/record.hpp"
 

@@ -22,9 +22,12 @@
 
 #include "ipc/mail_proto.hpp"
 #include "ipc/service.hpp"
-#include "local/delivery_status.hpp"
+#include "deliver/status_reporter.hpp"
 
 namespace mta::local {
+
+// Dsn, StatusReporter, mail_copy, LockedMailbox, pipe_command, ActAs ...
+using namespace mta::deliver;
 
 struct Settings;
 

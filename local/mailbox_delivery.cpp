@@ -9,8 +9,8 @@
 #include <cstring>
 
 #include "local/local_agent.hpp"
-#include "local/mailbox_file.hpp"
-#include "local/message_copy.hpp"
+#include "deliver/mailbox_file.hpp"
+#include "deliver/mail_copy.hpp"
 #include "log/log.hpp"
 
 namespace mta::local {

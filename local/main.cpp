@@ -21,7 +21,7 @@
 #include "local/delivery_service.hpp"
 #include "local/local_settings.hpp"
 #include "local/mail_services.hpp"
-#include "local/user_privileges.hpp"
+#include "deliver/user_privileges.hpp"
 #include "log/log.hpp"
 #include "server/server.hpp"
 

@@ -17,16 +17,17 @@
 #include <map>
 #include <sstream>
 
-#include "local/delivery_status.hpp"
+#include "deliver/status_reporter.hpp"
 #include "local/destination_list.hpp"
 #include "local/local_agent.hpp"
 #include "local/local_settings.hpp"
-#include "local/mailbox_file.hpp"
-#include "local/message_copy.hpp"
+#include "deliver/mailbox_file.hpp"
+#include "deliver/mail_copy.hpp"
 #include "queue/queue_dirs.hpp"
 #include "queue/queue_file.hpp"
 
 using namespace mta::local;
+using namespace mta::deliver;
 namespace fs = std::filesystem;
 namespace proto = mta::ipc::proto;
 

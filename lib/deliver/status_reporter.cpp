@@ -1,5 +1,5 @@
-// delivery_status.cpp: see delivery_status.hpp.
-#include "local/delivery_status.hpp"
+// status_reporter.cpp: see status_reporter.hpp.
+#include "deliver/status_reporter.hpp"
 
 #include <sysexits.h>
 
@@ -11,7 +11,7 @@
 #include "ipc/service.hpp"
 #include "log/log.hpp"
 
-namespace mta::local {
+namespace mta::deliver {
 namespace proto = ipc::proto;
 
 namespace {
@@ -312,4 +312,4 @@ int StatusReporter::trace_append(int flags, const proto::Recipient& rcpt, Dsn ds
   return 0;
 }
 
-}  // namespace mta::local
+}  // namespace mta::deliver

@@ -1,5 +1,5 @@
 // mailbox_file.cpp: see mailbox_file.hpp.
-#include "local/mailbox_file.hpp"
+#include "deliver/mailbox_file.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -9,10 +9,9 @@
 #include <cstring>
 #include <ctime>
 
-#include "local/local_settings.hpp"
 #include "log/log.hpp"
 
-namespace mta::local {
+namespace mta::deliver {
 namespace {
 
 std::string errtext(int err) { return std::strerror(err); }
@@ -200,4 +199,4 @@ int LockedMailbox::take_fd() {
   return fd;
 }
 
-}  // namespace mta::local
+}  // namespace mta::deliver

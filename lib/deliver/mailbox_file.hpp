@@ -19,12 +19,18 @@
 #include <memory>
 #include <string>
 
-#include "local/delivery_status.hpp"
+#include "deliver/status_reporter.hpp"
 
-namespace mta::local {
+namespace mta::deliver {
+
+// mailbox_delivery_lock methods.
+inline constexpr int kLockFlock = 1 << 0;
+inline constexpr int kLockFcntl = 1 << 1;
+inline constexpr int kLockDotlock = 1 << 2;
+inline constexpr int kLockDotlockMayFail = 1 << 3;  // file delivery: a dotlock we cannot make only warns
 
 struct LockPolicy {
-  int mask = 0;           // kLock* bits of local_settings.hpp
+  int mask = 0;           // kLock* bits
   long long attempts = 20;
   long long delay = 1;    // seconds
   long long stale = 500;  // seconds
@@ -64,4 +70,4 @@ class LockedMailbox {
 int dot_lock(const std::string& path, const LockPolicy& policy, std::string* why_text);
 void dot_unlock(const std::string& path);
 
-}  // namespace mta::local
+}  // namespace mta::deliver

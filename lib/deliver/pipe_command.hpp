@@ -1,6 +1,5 @@
-// command_delivery.hpp: running a delivery command (Postfix's
-// pipe_command(3)); the local(8) leaf that uses it is in
-// command_delivery.cpp.
+// pipe_command.hpp: running a delivery command (Postfix's pipe_command(3)),
+// shared by local(8)'s "|command" leaf and pipe(8).
 #pragma once
 
 #include <sys/types.h>
@@ -9,10 +8,10 @@
 #include <utility>
 #include <vector>
 
-#include "local/delivery_status.hpp"
-#include "local/message_copy.hpp"
+#include "deliver/status_reporter.hpp"
+#include "deliver/mail_copy.hpp"
 
-namespace mta::local {
+namespace mta::deliver {
 
 struct PipeCommand {
   std::string command;          // run directly, or by /bin/sh when it needs a shell
@@ -35,4 +34,4 @@ struct PipeOutcome {
 
 PipeOutcome pipe_command(const PipeCommand& cmd, int queue_fd, const std::string& queue_path, long data_offset);
 
-}  // namespace mta::local
+}  // namespace mta::deliver

@@ -1,5 +1,5 @@
 // user_privileges.cpp: see user_privileges.hpp.
-#include "local/user_privileges.hpp"
+#include "deliver/user_privileges.hpp"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -12,7 +12,7 @@
 
 #include "log/log.hpp"
 
-namespace mta::local {
+namespace mta::deliver {
 namespace {
 
 uid_t g_rest_uid = 0;
@@ -97,4 +97,4 @@ void set_ugid(uid_t uid, gid_t gid) {
   if (::setuid(uid) != 0) log::fatal("setuid(%ld): %s", static_cast<long>(uid), std::strerror(errno));
 }
 
-}  // namespace mta::local
+}  // namespace mta::deliver

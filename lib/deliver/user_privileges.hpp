@@ -17,7 +17,7 @@
 #include <optional>
 #include <string>
 
-namespace mta::local {
+namespace mta::deliver {
 
 struct UserInfo {
   std::string name;
@@ -59,4 +59,4 @@ int open_as(const std::string& path, int flags, mode_t mode, uid_t uid, gid_t gi
 // In a forked child: the ids for good (setgid, setgroups, setuid).
 void set_ugid(uid_t uid, gid_t gid);
 
-}  // namespace mta::local
+}  // namespace mta::deliver

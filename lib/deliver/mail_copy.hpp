@@ -1,4 +1,4 @@
-// message_copy.hpp: copying a queued message into a mailbox, a maildir
+// mail_copy.hpp: copying a queued message into a mailbox, a maildir
 // file or a command's input, as Postfix's mail_copy(3).
 //
 // Optionally prepended, in this order: the "From sender  date" envelope
@@ -18,9 +18,9 @@
 #include <string>
 #include <string_view>
 
-#include "local/delivery_status.hpp"
+#include "deliver/status_reporter.hpp"
 
-namespace mta::local {
+namespace mta::deliver {
 
 // mail_copy.h flags.
 inline constexpr int kCopyQuote = 1 << 0;       // "From " lines get a '>'
@@ -108,4 +108,4 @@ CopyResult mail_copy(int queue_fd, const std::string& queue_path, off_t data_off
 // when RFC 822 needs it.
 std::string quote_822_local(std::string_view address);
 
-}  // namespace mta::local
+}  // namespace mta::deliver

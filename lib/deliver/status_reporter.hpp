@@ -1,4 +1,4 @@
-// delivery_status.hpp: how a delivery agent reports the fate of each
+// status_reporter.hpp: how a delivery agent reports the fate of each
 // recipient, as Postfix's sent(3), bounce(3), defer(3), trace(3) and
 // verify(3) clients do: a request to the bounce, defer, trace or verify
 // service (attribute protocol, lib/ipc) and the log line
@@ -29,7 +29,7 @@
 #include "ipc/flush_client.hpp"
 #include "ipc/mail_proto.hpp"
 
-namespace mta::local {
+namespace mta::deliver {
 
 // A delivery status: "4.2.0" and the reason ("cannot update mailbox ..."),
 // with the optional diagnostic and remote MTA fields (dsn_buf.h).
@@ -144,4 +144,4 @@ class StatusReporter {
   std::string relay_;
 };
 
-}  // namespace mta::local
+}  // namespace mta::deliver

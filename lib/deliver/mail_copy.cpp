@@ -1,5 +1,5 @@
-// message_copy.cpp: see message_copy.hpp.
-#include "local/message_copy.hpp"
+// mail_copy.cpp: see mail_copy.hpp.
+#include "deliver/mail_copy.hpp"
 
 #include <sys/stat.h>
 #include <sysexits.h>
@@ -12,7 +12,7 @@
 #include "queue/queue_dirs.hpp"
 #include "queue/record.hpp"
 
-namespace mta::local {
+namespace mta::deliver {
 namespace {
 
 // RFC 822 dot-string check of Postfix's quote_822_local (8-bit clean).
@@ -233,4 +233,4 @@ CopyResult mail_copy(int queue_fd, const std::string& queue_path, off_t data_off
   return result;
 }
 
-}  // namespace mta::local
+}  // namespace mta::deliver
