@@ -13,7 +13,7 @@
 // otherwise.
 //
 // usage: discard [generic daemon options] (started by master)
-#include "error/agent_session.hpp"
+#include "deliver/agent_session.hpp"
 #include "deliver/status_reporter.hpp"
 #include "log/log.hpp"
 #include "server/server.hpp"

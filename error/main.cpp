@@ -17,7 +17,7 @@
 // The reply to qmgr is 0 when every recipient is finished, -1 otherwise.
 //
 // usage: error [generic daemon options] (started by master)
-#include "error/agent_session.hpp"
+#include "deliver/agent_session.hpp"
 #include "deliver/status_reporter.hpp"
 #include "log/log.hpp"
 #include "server/server.hpp"

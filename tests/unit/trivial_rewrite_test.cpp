@@ -330,7 +330,7 @@ TEST_CASE("resolve_local and resolve_class") {
 
 #if defined(MTA_HAVE_SIMPLE_AGENT)
 
-#include "error/agent_session.hpp"
+#include "deliver/agent_session.hpp"
 
 TEST_CASE("error and discard: the status and text of the next hop (dsn_split)") {
   using mta::agent::dsn_split;

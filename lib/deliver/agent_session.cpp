@@ -1,5 +1,5 @@
 // agent_session.cpp: see agent_session.hpp.
-#include "error/agent_session.hpp"
+#include "deliver/agent_session.hpp"
 
 #include <sys/stat.h>
 #include <sys/time.h>

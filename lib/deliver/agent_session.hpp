@@ -1,5 +1,5 @@
-// agent_session.hpp: one qmgr connection to a simple delivery agent (error,
-// retry, discard), as Postfix's deliver_request_read() and
+// agent_session.hpp: one qmgr connection to a delivery agent (error,
+// retry, discard, virtual, pipe), as Postfix's deliver_request_read() and
 // deliver_request_done():
 //
 //   1. announce {protocol=delivery_request_protocol};
@@ -11,7 +11,7 @@
 //      cannot hand the same message to another agent at the same time);
 //   4. let the agent handle every recipient: it reports each one through
 //      the bounce, defer, trace or verify service and the log
-//      (local/delivery_status.hpp's StatusReporter), and marks a finished
+//      (deliver/status_reporter.hpp's StatusReporter), and marks a finished
 //      recipient done in the queue file (R record -> D);
 //   5. reply {hop DSN (empty), status}: 0 when every recipient is finished,
 //      -1 (DEL_STAT_DEFER) otherwise, and wait for qmgr to close.
