@@ -2,7 +2,6 @@
 // mailbox (mbox file or maildir), and /file/name destinations.
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,6 +10,7 @@
 #include "local/local_agent.hpp"
 #include "deliver/mailbox_file.hpp"
 #include "deliver/mail_copy.hpp"
+#include "deliver/maildir.hpp"
 #include "log/log.hpp"
 
 namespace mta::local {
@@ -19,53 +19,6 @@ namespace proto = ipc::proto;
 namespace {
 
 bool ends_with_slash(const std::string& s) { return !s.empty() && s.back() == '/'; }
-
-std::string host_name() {
-  char buf[256];
-  if (::gethostname(buf, sizeof buf - 1) != 0) return "localhost";
-  buf[sizeof buf - 1] = 0;
-  return buf;
-}
-
-// mkdir -p, mode for each new level (Postfix's make_dirs).
-int make_dirs(const std::string& path, mode_t mode) {
-  std::string cur;
-  size_t i = 0;
-  while (i < path.size()) {
-    size_t j = path.find('/', i + 1);
-    if (j == std::string::npos) j = path.size();
-    cur = path.substr(0, j);
-    i = j;
-    if (cur.empty() || cur == "/") continue;
-    if (::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST) return -1;
-    struct stat st {};
-    if (::stat(cur.c_str(), &st) != 0) return -1;
-    if (!S_ISDIR(st.st_mode)) {
-      errno = ENOTDIR;
-      return -1;
-    }
-  }
-  return 0;
-}
-
-// A sink that cuts a file that would grow beyond mailbox_size_limit, as
-// Postfix's file size limit (setrlimit) does, with EFBIG.
-class LimitedFileSink : public FileSink {
- public:
-  LimitedFileSink(int fd, bool regular, long long limit) : FileSink(fd, regular), limit_(limit) {}
-  bool write(std::string_view bytes) override {
-    written_ += static_cast<long long>(bytes.size());
-    if (limit_ > 0 && start_offset() + written_ > limit_) {
-      errno = EFBIG;
-      return false;
-    }
-    return FileSink::write(bytes);
-  }
-
- private:
-  long long limit_;
-  long long written_ = 0;
-};
 
 }  // namespace
 
@@ -202,88 +155,21 @@ int LocalAgent::deliver_maildir(State state, UserAttr usr, const std::string& pa
   if (trace_only()) return sent(state, Dsn::simple("2.0.0", "delivers to maildir"));
   if (!settings_.frozen_delivered_to) m.delivered = m.rcpt.address;
 
-  timeval start{};
-  ::gettimeofday(&start, nullptr);
-  int copy_flags = kCopyToFile | kCopyReturnPath | kCopyOrigRcpt;
-  if (settings_.delivered_hdr_mask & kDeliveredHdrFile) copy_flags |= kCopyDelivered;
-  const std::string newdir = path + "new/", tmpdir = path + "tmp/", curdir = path + "cur/";
-  const std::string host = host_name();
-
-  // The Maildir spec: write into tmp/ under a name no other process uses
-  // (our pid), fsync, then link into new/ under a name that no other file
-  // can have (device, inode, microseconds), and remove the tmp/ name.
-  CopyResult copy;
-  copy.status = kCopyStatWrite;
-  Dsn why;
-  int err = 0;
-  set_eugid(usr.uid, usr.gid);
-  // Postfix's name; a leftover of a crashed delivery under the same name
-  // does not fail the delivery: the name then gets a counter.
-  const std::string tmpbase = tmpdir + std::to_string(start.tv_sec) + ".P" + std::to_string(::getpid());
-  std::string tmpfile = tmpbase + "." + host;
-  int fd = -1;
-  for (int attempt = 0; attempt < 10; ++attempt) {
-    if (attempt > 0) tmpfile = tmpbase + "Q" + std::to_string(attempt) + "." + host;
-    fd = ::open(tmpfile.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 && errno == ENOENT && make_dirs(tmpdir, 0700) == 0)
-      fd = ::open(tmpfile.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd >= 0 || errno != EEXIST) break;
-  }
-  if (fd < 0) {
-    err = errno;
-    why = Dsn::simple(mbox_dsn(err, "5.2.0"), "create maildir file " + tmpfile + ": " + std::strerror(err));
-  } else {
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) log::fatal("fstat %s: %s", tmpfile.c_str(), std::strerror(errno));
-    char unique[128];
-    std::snprintf(unique, sizeof unique, "%lu.V%lxI%lxM%lu.", static_cast<unsigned long>(start.tv_sec),
-                  static_cast<unsigned long>(st.st_dev), static_cast<unsigned long>(st.st_ino),
-                  static_cast<unsigned long>(start.tv_usec));
-    std::string newfile = newdir + unique + host;
-    LimitedFileSink sink(fd, true, settings_.mailbox_size_limit);
-    CopyEnvelope env{m.sender, m.rcpt.orig_addr, m.delivered.value_or(m.rcpt.address), start.tv_sec};
-    copy = mail_copy(message_.fd, message_.path, message_.data_offset, env, copy_flags, sink);
-    why = copy.why;
-    err = copy.error;
-    if (copy.status == 0) {
-      int rc = ::link(tmpfile.c_str(), newfile.c_str());
-      if (rc != 0 && errno == ENOENT) {
-        (void)make_dirs(curdir, 0700);
-        if (make_dirs(newdir, 0700) == 0) rc = ::link(tmpfile.c_str(), newfile.c_str());
-      }
-      if (rc != 0) {
-        err = errno;
-        why = Dsn::simple(mbox_dsn(err, "5.2.0"), "create maildir file " + newfile + ": " + std::strerror(err));
-        copy.status = kCopyStatWrite;
-      } else {
-        // The new name must survive a crash as the file's data does.
-        int dfd = ::open(newdir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-          if (::fsync(dfd) != 0 && errno != EINVAL) {
-            err = errno;
-            why = Dsn::simple(mbox_dsn(err, "4.3.0"), "sync maildir directory " + newdir + ": " + std::strerror(err));
-            if (why.status[0] == '5') why.status = "4.3.0";
-            copy.status = kCopyStatWrite;
-            (void)::unlink(newfile.c_str());
-          }
-          ::close(dfd);
-        }
-      }
-    }
-    if (::unlink(tmpfile.c_str()) != 0) log::warning("remove %s: %s", tmpfile.c_str(), std::strerror(errno));
-  }
-  set_eugid(resting_uid(), resting_gid());
+  // lib/deliver/maildir: tmp/, fsync, link into new/, fsync new/.
+  MaildirTarget target;
+  target.path = path;
+  target.uid = usr.uid;
+  target.gid = usr.gid;
+  target.size_limit = settings_.mailbox_size_limit;
+  target.default_dsn = "5.2.0";  // the location may be the user's doing
+  target.copy_flags = kCopyToFile | kCopyReturnPath | kCopyOrigRcpt;
+  if (settings_.delivered_hdr_mask & kDeliveredHdrFile) target.copy_flags |= kCopyDelivered;
+  CopyEnvelope env{m.sender, m.rcpt.orig_addr, m.delivered.value_or(m.rcpt.address), 0};
+  CopyResult copy =
+      deliver_maildir_file(target, QueuedContent{message_.fd, message_.path, message_.data_offset}, std::move(env));
 
   if (copy.status & kCopyStatCorrupt) return -1;
-  if (copy.status != 0) {
-    if (err == EACCES) {
-      log::warning("maildir access problem for UID/GID=%lu/%lu: %s", static_cast<unsigned long>(usr.uid),
-                   static_cast<unsigned long>(usr.gid), why.reason.c_str());
-      log::warning("perhaps you need to create the maildirs in advance");
-    }
-    why.reason = "maildir delivery failed: " + why.reason;
-    return bounce_or_defer(state, std::move(why));
-  }
+  if (copy.status != 0) return bounce_or_defer(state, std::move(copy.why));
   return sent(state, Dsn::simple("2.0.0", "delivered to maildir"));
 }
 

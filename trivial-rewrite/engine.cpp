@@ -97,7 +97,6 @@ Engine::Engine(const config::Config& config, std::optional<InterfaceAddresses> i
   load_context(config, regular_, false);
   load_context(config, verify_, true);
 
-  mydestination_ = MatchList("mydestination", config.get("mydestination"), MatchList::Kind::string);
   virt_alias_domains_ =
       MatchList("virtual_alias_domains", config.get("virtual_alias_domains"), MatchList::Kind::string);
   virt_mailbox_domains_ =
@@ -105,11 +104,11 @@ Engine::Engine(const config::Config& config, std::optional<InterfaceAddresses> i
   relay_domains_ = MatchList("relay_domains", config.get("relay_domains"), MatchList::Kind::hostname,
                              match_parent_style(config, "relay_domains"));
   relocated_ = open_maps(config, "relocated_maps");
-  interfaces_ = interfaces ? std::move(*interfaces) : InterfaceAddresses::from_config(config);
+  local_ = LocalDomains(config, std::move(interfaces));
 }
 
 std::string Engine::changed_table() const {
-  for (const MatchList* l : {&mydestination_, &virt_alias_domains_, &virt_mailbox_domains_, &relay_domains_})
+  for (const MatchList* l : {&local_.mydestination(), &virt_alias_domains_, &virt_mailbox_domains_, &relay_domains_})
     if (std::string t = l->changed_table(); !t.empty()) return t;
   auto check = [](const maps::Maps* m) -> std::string {
     if (!m) return {};
@@ -128,28 +127,7 @@ std::string Engine::changed_table() const {
 
 // ---- resolve_local, resolve_class
 
-int Engine::resolve_local(std::string_view domain) const {
-  std::string dest(domain);
-  // Strip one trailing dot, but not dot-dot.
-  if (dest.empty()) return 0;
-  if (dest.back() == '.') dest.pop_back();
-  if (dest.empty() || dest.back() == '.') return 0;
-
-  switch (mydestination_.match(dest)) {
-    case Match::yes: return 1;
-    case Match::error:
-      log::warning("%s", mydestination_.error().c_str());
-      return -1;
-    case Match::no: break;
-  }
-  // An address literal of one of our interfaces.
-  if (dest.size() > 2 && dest.front() == '[' && dest.back() == ']') {
-    std::string_view inner = std::string_view(dest).substr(1, dest.size() - 2);
-    std::string_view bare;
-    if (valid_mailhost_addr(inner, &bare, true) && interfaces_.contains(bare)) return 1;
-  }
-  return 0;
-}
+int Engine::resolve_local(std::string_view domain) const { return local_.resolve_local(domain); }
 
 int Engine::resolve_class(std::string_view domain) const {
   if (int rc = resolve_local(domain); rc != 0) return rc > 0 ? kClassLocal : -1;

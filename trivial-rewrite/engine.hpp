@@ -53,6 +53,7 @@
 #include "maps/maps.hpp"
 #include "maps/match_list.hpp"
 #include "trivial-rewrite/interface_addresses.hpp"
+#include "trivial-rewrite/local_domains.hpp"
 #include "trivial-rewrite/tok822.hpp"
 #include "trivial-rewrite/transport_table.hpp"
 
@@ -154,12 +155,11 @@ class Engine {
   ResolveContext regular_;
   ResolveContext verify_;
 
-  MatchList mydestination_;
+  LocalDomains local_;  // mydestination, interfaces
   MatchList virt_alias_domains_;
   MatchList virt_mailbox_domains_;
   MatchList relay_domains_;
   std::unique_ptr<maps::Maps> relocated_;
-  InterfaceAddresses interfaces_;
 };
 
 // "transport:nexthop" split at the first colon (nexthop "" when absent).

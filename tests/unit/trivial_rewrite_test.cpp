@@ -289,12 +289,16 @@ TEST_CASE("resolve: address classes, transports and next hops") {
 
 TEST_CASE("resolve: tables (transport, relocated, sender-dependent) and their failures") {
   TestEngine e(
-      "transport_maps = inline:{example.com=smtp:[mx.example.com]:25, .sub.example.com=:[hop.example]}\n"
+      "transport_maps = inline:{example.com=smtp:[mx.example.com]:25, .sub.example.com=:[hop.example], "
+      "gogu.org=smtp:[internal.gogu.org]}\n"
       "relocated_maps = inline:{moved@example.net=new@example.net}\n"
       "sender_dependent_relayhost_maps = inline:{alice@sender.example=[alice.example], <>=[bounces.example]}\n"
       "sender_dependent_default_transport_maps = inline:{bob@sender.example=relay:, dunno@sender.example=DUNNO}\n");
   CHECK(e.resolve("user@example.com") == "smtp [mx.example.com]:25 user@example.com 4096");
   CHECK(e.resolve("user@a.sub.example.com") == "smtp [hop.example] user@a.sub.example.com 4096");
+  // The example: a domain to an internal host, without MX lookups.
+  CHECK(e.resolve("florin@gogu.org") == "smtp [internal.gogu.org] florin@gogu.org 4096");
+  CHECK(e.resolve("florin@mail.gogu.org", "someone@example.com") == "smtp mail.gogu.org florin@mail.gogu.org 4096");
   CHECK(e.resolve("moved@example.net") == "error 5.1.6 User has moved to new@example.net moved@example.net 4096");
   CHECK(e.resolve("user@example.net", "alice@sender.example") == "smtp [alice.example] user@example.net 4096");
   CHECK(e.resolve("user@example.net", "") == "smtp [bounces.example] user@example.net 4096");
