@@ -6,6 +6,7 @@
 #include "deliver/pipe_command.hpp"
 
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -14,6 +15,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdarg>
+#include <cstdio>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -36,11 +39,26 @@ using Clock = std::chrono::steady_clock;
 // Writes into the command's standard input within the time limit.
 class PipeSink : public CopySink {
  public:
-  PipeSink(int fd, Clock::time_point deadline, bool* timed_out) : fd_(fd), deadline_(deadline), timed_out_(timed_out) {}
+  PipeSink(int fd, Clock::time_point deadline, bool* timed_out, std::string eol, bool dot)
+      : fd_(fd), deadline_(deadline), timed_out_(timed_out), eol_(std::move(eol)), dot_(dot) {}
   ~PipeSink() override {
     if (fd_ >= 0) ::close(fd_);
   }
   bool write(std::string_view bytes) override {
+    if (eol_ == "\n" && !dot_) return write_raw(bytes);
+    // pipe's eol= and flags=.: mail_copy() ends every line with "\n", and
+    // no record holds a newline, so each "\n" here is a line end.
+    std::string converted;
+    converted.reserve(bytes.size() + bytes.size() / 16);
+    for (char c : bytes) {
+      if (at_line_start_ && dot_ && c == '.') converted += '.';
+      at_line_start_ = c == '\n';
+      if (c == '\n') converted += eol_;
+      else converted += c;
+    }
+    return write_raw(converted);
+  }
+  bool write_raw(std::string_view bytes) {
     while (!bytes.empty()) {
       int wait_ms = remaining_ms();
       if (wait_ms <= 0) return time_out();
@@ -81,7 +99,32 @@ class PipeSink : public CopySink {
   int fd_;
   Clock::time_point deadline_;
   bool* timed_out_;
+  std::string eol_;
+  bool dot_;
+  bool at_line_start_ = true;
 };
+
+// In the child: a fatal error as Postfix's child reports it (the log, and
+// "pipe: fatal: ..." on standard error when that is the command's output
+// already), then EX_TEMPFAIL, so that the delivery is deferred.
+[[noreturn]] void child_fatal(bool to_output, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+void child_fatal(bool to_output, const char* fmt, ...) {
+  log::set_stderr(false);
+  va_list ap;
+  va_start(ap, fmt);
+  va_list copy;
+  va_copy(copy, ap);
+  log::vlog(log::Level::fatal, fmt, copy);
+  va_end(copy);
+  if (to_output) {
+    char text[1024];
+    std::vsnprintf(text, sizeof text, fmt, ap);
+    std::fprintf(stderr, "%s: fatal: %s\n", program_invocation_short_name, text);
+    std::fflush(stderr);
+  }
+  va_end(ap);
+  ::_exit(EX_TEMPFAIL);
+}
 
 // Postfix's exec_command(): no shell unless the command needs one.
 [[noreturn]] void exec_command(const std::string& command) {
@@ -155,13 +198,26 @@ PipeOutcome pipe_command(const PipeCommand& cmd, int queue_fd, const std::string
     return out;
   }
   if (pid == 0) {
+    const bool argv_mode = !cmd.argv.empty();
+    // chroot= first (as root), then the user's ids for good.
+    if (!cmd.chroot_dir.empty()) {
+      if (::geteuid() != 0) (void)::seteuid(0);
+      if (::chroot(cmd.chroot_dir.c_str()) != 0)
+        child_fatal(false, "chroot(\"%s\"): %s", cmd.chroot_dir.c_str(), std::strerror(errno));
+      if (::chdir("/") != 0) child_fatal(false, "chdir(\"/\"): %s", std::strerror(errno));
+    }
     set_ugid(cmd.uid, cmd.gid);
     ::setsid();
+    // pipe's directory=: a failure is logged, not part of the output.
+    if (argv_mode && !cmd.cwd.empty() && ::chdir(cmd.cwd.c_str()) != 0)
+      child_fatal(false, "cannot change directory to \"%s\" for uid=%ld gid=%ld: %s", cmd.cwd.c_str(),
+                  static_cast<long>(cmd.uid), static_cast<long>(cmd.gid), std::strerror(errno));
     if (::dup2(in_pipe[0], STDIN_FILENO) < 0 || ::dup2(out_pipe[1], STDOUT_FILENO) < 0 ||
         ::dup2(out_pipe[1], STDERR_FILENO) < 0)
       ::_exit(EX_OSERR);
-    // Nothing of ours (queue file, master's pipes and sockets) for the command.
-    (void)::close_range(3, ~0U, 0);
+    // Nothing of ours (queue file, master's pipes and sockets) for the
+    // command: closed at exec, so that a failed exec can still be logged.
+    if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) (void)::close_range(3, ~0U, 0);
     for (int sig : {SIGPIPE, SIGXFSZ, SIGCHLD, SIGTERM, SIGHUP, SIGINT}) ::signal(sig, SIG_DFL);
     sigset_t none;
     sigemptyset(&none);
@@ -185,6 +241,14 @@ PipeOutcome pipe_command(const PipeCommand& cmd, int queue_fd, const std::string
     for (const auto& [n, v] : keep) ::setenv(n.c_str(), v.c_str(), 1);
     ::setenv("PATH", "/usr/bin:/bin", 1);
     for (const auto& [n, v] : cmd.env) ::setenv(n.c_str(), v.c_str(), 1);
+    if (argv_mode) {
+      std::vector<char*> args;
+      std::vector<std::string> words = cmd.argv;
+      for (std::string& w : words) args.push_back(w.data());
+      args.push_back(nullptr);
+      ::execvp(args[0], args.data());
+      child_fatal(true, "pipe_command: execvp %s: %s", args[0], std::strerror(errno));
+    }
     if (!cmd.cwd.empty() && ::chdir(cmd.cwd.c_str()) != 0) {
       std::fprintf(stderr, "unable to change to directory %s: %s\n", cmd.cwd.c_str(), std::strerror(errno));
       ::_exit(EX_TEMPFAIL);
@@ -210,8 +274,8 @@ PipeOutcome pipe_command(const PipeCommand& cmd, int queue_fd, const std::string
   bool timed_out = false;
   CopyResult copy;
   {
-    PipeSink sink(in_pipe[1], deadline, &timed_out);
-    copy = mail_copy(queue_fd, queue_path, data_offset, cmd.envelope, cmd.copy_flags, sink);
+    PipeSink sink(in_pipe[1], deadline, &timed_out, cmd.eol, (cmd.copy_flags & kCopyDot) != 0);
+    copy = mail_copy(queue_fd, queue_path, data_offset, cmd.envelope, cmd.copy_flags & ~kCopyDot, sink);
   }
 
   // A little of the output, for the bounce message.
@@ -262,7 +326,8 @@ PipeOutcome pipe_command(const PipeCommand& cmd, int queue_fd, const std::string
     std::this_thread::sleep_for(std::chrono::milliseconds(timed_out ? 10 : 5));
   }
 
-  const std::string& c = cmd.command;
+  out.output = output;
+  const std::string& c = cmd.argv.empty() ? cmd.command : cmd.argv[0];
   std::string tail = output.empty() ? std::string() : ". Command output: " + output;
   if (timed_out) {
     out.status = PipeOutcome::bounce;

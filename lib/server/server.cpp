@@ -35,6 +35,7 @@ struct Args {
   bool debug_wait = false;
   bool log_stderr = false;  // -V, as Postfix's skeletons (postconf runs "bounce -SVn ...")
   std::vector<std::pair<std::string, std::string>> overrides;
+  std::vector<std::string> attributes;  // the words after the options
 };
 
 bool fd_open(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
@@ -50,7 +51,10 @@ Args parse_args(int argc, char** argv) {
   a.service_name = basename_of(argv[0]);
   int c;
   opterr = 0;
-  while ((c = getopt(argc, argv, "cDln:o:s:St:uVvz")) != -1) {
+  // "+": stop at the first word that is not an option, as Postfix's
+  // GETOPT() does, so that pipe's "argv=/usr/bin/maildrop -d ${user}" keeps
+  // its "-d".
+  while ((c = getopt(argc, argv, "+cDln:o:s:St:uVvz")) != -1) {
     switch (c) {
       // Postfix's master adds -l (maxproc 1) and -z (maxproc 0); they change
       // nothing here, but a daemon run by the real master must accept them.
@@ -75,6 +79,7 @@ Args parse_args(int argc, char** argv) {
     }
   }
   if (a.sockets < 1) log::fatal("bad socket count: %d", a.sockets);
+  for (int i = optind; i < argc; ++i) a.attributes.emplace_back(argv[i]);
   return a;
 }
 
@@ -89,6 +94,7 @@ class Skeleton {
     args_ = parse_args(argc, argv);
     ctx_.service_name = args_.service_name;
     ctx_.service_type = args_.type;
+    ctx_.attributes = args_.attributes;
     std::string dir = config::Config::default_config_dir();
     try {
       ctx_.config = config::Config::load(dir, {.read_main_cf = true, .read_master_cf = false,

@@ -25,6 +25,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/config.hpp"
 
@@ -36,6 +37,9 @@ struct ServerContext {
   std::string program;       // e.g. "cleanup"
   std::string service_name;  // master.cf service name, e.g. "cleanup"
   std::string service_type;  // inet unix fifo pass
+  // The master.cf command words after the options (pipe's "flags=...
+  // user=... argv=command ...").
+  std::vector<std::string> attributes;
   config::Config config;     // with -o overrides applied
   struct event_base* base = nullptr;  // the process's event loop
   // -S: serving standard input once, without master (sendmail -bs).
