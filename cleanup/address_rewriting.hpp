@@ -5,11 +5,11 @@
 //      or "remote": append_at_myorigin, append_dot_mydomain, swap_bangpath,
 //      allow_percent_hack ...), on external (quoted) addresses.  The real
 //      one asks private/rewrite; tests pass their own.
-//   2. AddressMapper: the table-driven steps that M5 brings (canonical_maps,
-//      sender/recipient_canonical_maps, masquerade_domains, virtual alias
-//      expansion, sender/recipient_bcc_maps).  The default maps nothing; a
-//      mapper runs only when the client allows address mapping
-//      (CLEANUP_FLAG_MAP_OK) or automatic BCC (CLEANUP_FLAG_BCC_OK).
+//   2. AddressMapper (address_mapping.hpp): the table-driven steps
+//      (canonical_maps, sender/recipient_canonical_maps, masquerade_domains,
+//      virtual alias expansion, sender/recipient_bcc_maps), only when the
+//      client allows address mapping (CLEANUP_FLAG_MAP_OK) or automatic BCC
+//      (CLEANUP_FLAG_BCC_OK).
 #pragma once
 
 #include <memory>
@@ -38,22 +38,6 @@ class TrivialRewriteClient : public AddressRewriter {
 
  private:
   ipc::RewriteClient client_;
-};
-
-// The table-driven steps (M5).  Addresses are internal (unquoted).
-class AddressMapper {
- public:
-  virtual ~AddressMapper() = default;
-  // canonical maps, masquerading: true when the address changed.
-  virtual bool map_envelope_sender(std::string& /*address*/) { return false; }
-  virtual bool map_envelope_recipient(std::string& /*address*/) { return false; }
-  virtual bool map_header_sender(std::string& /*address*/) { return false; }
-  virtual bool map_header_recipient(std::string& /*address*/) { return false; }
-  // virtual_alias_maps: the recipients that ADDRESS stands for.
-  virtual std::vector<std::string> expand_recipient(const std::string& address) { return {address}; }
-  // sender_bcc_maps, recipient_bcc_maps, always_bcc: extra recipients.
-  virtual std::vector<std::string> sender_bcc(const std::string& /*sender*/) { return {}; }
-  virtual std::vector<std::string> recipient_bcc(const std::string& /*recipient*/) { return {}; }
 };
 
 }  // namespace mta::cleanup

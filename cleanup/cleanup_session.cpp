@@ -35,6 +35,7 @@ constexpr std::string_view kExtRecipientTypes = "EDRO/Kon";  // REC_TYPE_EXT_REC
 constexpr std::string_view kGeneratedByCleanup = "L>Are";    // extracted records we make ourselves
 constexpr std::string_view kMailerDaemon = "MAILER-DAEMON";
 constexpr int kDsnNotifyNever = 1;
+constexpr int kDsnNotifySuccess = 2;
 constexpr int kDsnNotifyAny = 1 | 2 | 4 | 8;
 constexpr int kDsnRetFull = 1, kDsnRetHdrs = 2;
 
@@ -109,6 +110,15 @@ CleanupSettings CleanupSettings::from_config(const config::Config& c) {
   s.verp_filter = c.get("verp_delimiter_filter");
   s.always_bcc = c.get("always_bcc");
   s.headers.set_drop_list(c.get("message_drop_headers"));
+  s.checks = ContentCheckTables::from_config(c);
+  s.mime.disable_mime = c.get_bool("disable_mime_input_processing");
+  s.mime.header_limit = s.header_limit;
+  s.mime.nesting_limit = static_cast<int>(c.get_int("mime_nesting_limit"));
+  s.mime.boundary_limit = static_cast<size_t>(positive(c.get_int("mime_boundary_length_limit"), 2048));
+  s.strict_7bit_headers = c.get_bool("strict_7bit_headers");
+  s.strict_8bitmime = c.get_bool("strict_8bitmime");
+  s.strict_8bitmime_body = c.get_bool("strict_8bitmime_body");
+  s.strict_encoding = c.get_bool("strict_mime_encoding_domain");
   return s;
 }
 
@@ -162,7 +172,7 @@ std::unique_ptr<BounceClient> make_bounce_client(std::string service) {
 // ---------------------------------------------------------------- session
 
 CleanupSession::CleanupSession(const CleanupSettings& settings, const queue::QueueLayout& layout,
-                               AddressRewriter& rewriter, AddressMapper& mapper, BounceClient* bounce)
+                               AddressRewriter& rewriter, const AddressMapper& mapper, BounceClient* bounce)
     : settings_(settings), layout_(layout), rewriter_(rewriter), mapper_(mapper), bounce_(bounce) {}
 
 CleanupSession::~CleanupSession() = default;
@@ -342,6 +352,23 @@ void CleanupSession::envelope(char type, std::string_view data) {
   }
 
   if (type == rec::kSize || mapped == rec::kCreateTime) return;  // we write our own
+  // Content filter and redirect (smtpd's access actions, content_filter):
+  // kept for the start of the extracted segment, where header/body checks
+  // may have overruled them; the last one wins.
+  if (type == rec::kFilter) {
+    if (data.find(':') == std::string_view::npos)
+      log::warning("%s: ignoring invalid content filter: %.100s", queue_id_.c_str(), std::string(data).c_str());
+    else
+      filter_ = std::string(data);
+    return;
+  }
+  if (type == rec::kRedirect) {
+    if (data.find('@') == std::string_view::npos)
+      log::warning("%s: ignoring invalid redirect address: %.100s", queue_id_.c_str(), std::string(data).c_str());
+    else
+      redirect_ = std::string(data);
+    return;
+  }
   if (type == rec::kTime) {
     if (!have_arrival_) {  // the first one wins
       if (auto tv = queue::parse_time_record(data)) {
@@ -444,6 +471,10 @@ void CleanupSession::envelope(char type, std::string_view data) {
     if (!avalue.empty()) {
       ++attribute_count_;
       if (name == "encoding") encoding_ = std::string(avalue);
+      // For the log lines of header/body checks (cleanup_act_log).
+      if (name == "log_message_origin") log_origin_ = std::string(avalue);
+      if (name == "log_protocol_name") log_proto_ = std::string(avalue);
+      if (name == "log_helo_name") log_helo_ = std::string(avalue);
     }
     put(type, data);
     return;
@@ -461,28 +492,50 @@ void CleanupSession::add_sender(std::string_view address) {
   if (clean.size() > kMailerDaemon.size() && ::strncasecmp(clean.c_str(), "MAILER-DAEMON@", 14) == 0 &&
       ::strcasecmp(clean.c_str(), rewrite_internal("local", kMailerDaemon).c_str()) == 0)
     clean.clear();
-  if (flags_ & cflag::kMapOk) mapper_.map_envelope_sender(clean);
+  if (flags_ & cflag::kMapOk) {
+    mapper_.envelope_sender(clean, queue_id_, mapped_);
+    take_map_errors();
+  }
   put(rec::kFrom, clean);
   if (!sender_) sender_ = clean;
-  if ((flags_ & cflag::kBccOk) && !clean.empty())
-    for (const std::string& bcc : mapper_.sender_bcc(clean)) add_bcc(bcc);
+  if ((flags_ & cflag::kBccOk) && !clean.empty()) {
+    std::optional<std::string> bcc = mapper_.sender_bcc(clean, queue_id_, mapped_);
+    take_map_errors();
+    if (bcc) add_bcc(*bcc);
+  }
+}
+
+// Takes the status bits and reason of a mapping step into the message's.
+void CleanupSession::take_map_errors() {
+  errs_ |= mapped_.errs;
+  if (!mapped_.reason.empty() && reason_.empty()) reason_ = mapped_.reason;
+  mapped_ = MapOutcome();
 }
 
 // An automatic BCC recipient (always_bcc, sender/recipient_bcc_maps):
 // rewritten locally, never notified about.
 void CleanupSession::add_bcc(std::string_view address) {
   std::string clean = rewrite_internal("local", address);
-  if (flags_ & cflag::kMapOk) mapper_.map_envelope_recipient(clean);
+  if (flags_ & cflag::kMapOk) {
+    mapper_.envelope_recipient(clean, queue_id_, mapped_);
+    take_map_errors();
+  }
   out_recipient("", kDsnNotifyNever, clean, clean);
 }
 
 void CleanupSession::add_recipient(std::string_view address) {
   std::string clean = rewrite_internal("local", address.empty() ? std::string_view(settings_.empty_address) : address);
-  if (flags_ & cflag::kMapOk) mapper_.map_envelope_recipient(clean);
+  if (flags_ & cflag::kMapOk) {
+    mapper_.envelope_recipient(clean, queue_id_, mapped_);
+    take_map_errors();
+  }
   out_recipient(dsn_orcpt_.value_or(""), dsn_notify_, orig_rcpt_.value_or(std::string(address)), clean);
   if (!recip_) recip_ = clean;
-  if ((flags_ & cflag::kBccOk) && !clean.empty())
-    for (const std::string& bcc : mapper_.recipient_bcc(clean)) add_bcc(bcc);
+  if ((flags_ & cflag::kBccOk) && !clean.empty()) {
+    std::optional<std::string> bcc = mapper_.recipient_bcc(clean, queue_id_, mapped_);
+    take_map_errors();
+    if (bcc) add_bcc(*bcc);
+  }
 }
 
 void CleanupSession::out_recipient(std::string dsn_orcpt, int notify, std::string orcpt, const std::string& address) {
@@ -490,8 +543,18 @@ void CleanupSession::out_recipient(std::string dsn_orcpt, int notify, std::strin
   // RFC 3461 lets a relay add ORCPT; Postfix records the address as
   // received (after rewriting) when the client gave none.
   if (dsn_orcpt.empty() && !address.empty()) dsn_orcpt = "rfc822;" + address;
-  std::vector<std::string> targets =
-      (flags_ & cflag::kMapOk) ? mapper_.expand_recipient(address) : std::vector<std::string>{address};
+  std::vector<std::string> targets{address};
+  if ((flags_ & cflag::kMapOk) && mapper_.has_virtual_aliases()) {
+    targets = mapper_.expand_recipient(address, queue_id_, mapped_);
+    take_map_errors();
+    // RFC 3461 for an alias: NOTIFY=SUCCESS gets an "expanded" notice now
+    // (through the trace log that qmgr flushes), and the new recipients
+    // keep the other NOTIFY conditions.
+    if ((notify & kDsnNotifySuccess) && (targets.size() > 1 || targets.front() != address)) {
+      trace_expanded(dsn_orcpt, notify, orcpt, address);
+      notify = notify == kDsnNotifySuccess ? kDsnNotifyNever : (notify & ~kDsnNotifySuccess);
+    }
+  }
   for (const std::string& target : targets) {
     std::string key = settings_.enable_original_recipient
                           ? dsn_orcpt + "\n" + std::to_string(notify) + "\n" + orcpt + "\n" + target
@@ -506,21 +569,57 @@ void CleanupSession::out_recipient(std::string dsn_orcpt, int notify, std::strin
   }
 }
 
+// cleanup_trace_append(): "alias expanded" into the trace log.
+void CleanupSession::trace_expanded(const std::string& dsn_orcpt, int notify, const std::string& orcpt,
+                                    const std::string& address) {
+  ipc::proto::BounceAppendArgs args;
+  args.flags = ipc::proto::kBounceFlagClean;
+  args.queue_id = queue_id_;
+  args.rcpt.orig_addr = orcpt;
+  args.rcpt.address = address;
+  args.rcpt.dsn_orcpt = dsn_orcpt;
+  args.rcpt.dsn_notify = notify;
+  args.dsn.status = "2.0.0";
+  args.dsn.action = "expanded";
+  args.dsn.reason = "alias expanded";
+  if (!trace_ || !trace_->append(args)) {
+    log::warning("%s: trace logfile update error", queue_id_.c_str());
+    errs_ |= cstat::kWrite;
+  }
+}
+
 // ---------------------------------------------------------------- content
 
 void CleanupSession::message(char type, std::string_view data) {
-  if (!reader_) {
+  if (!mime_) {
     if (out_ok()) file_->begin_content();
-    message::HeaderReader::Callbacks cb;
-    cb.header = [this](std::string& h) { header(h); };
+    // MIME reports only when inspecting (not when bouncing or forwarding).
+    mime::MimeOptions opt = settings_.mime;
+    if (!opt.disable_mime && (flags_ & cflag::kFilter)) {
+      opt.report_8bit_in_header = settings_.strict_8bitmime || settings_.strict_7bit_headers;
+      opt.report_8bit_in_7bit_body = settings_.strict_8bitmime || settings_.strict_8bitmime_body;
+      opt.report_encoding_domain = settings_.strict_encoding;
+      opt.report_nesting = opt.report_8bit_in_header || opt.report_8bit_in_7bit_body || opt.report_encoding_domain ||
+                           (settings_.checks && settings_.checks->any_header_checks());
+    }
+    mime::MimeState::Callbacks cb;
+    cb.header = [this](mime::HeaderClass cls, std::string& h) { header(cls, h); };
     cb.headers_done = [this] { headers_done(); };
-    cb.body = [this](char t, std::string_view text) { body(t, text); };
-    reader_ = std::make_unique<message::HeaderReader>(settings_.header_limit, std::move(cb));
+    cb.body = [this](char t, std::string_view text, long long offset) { body(t, text, offset); };
+    cb.error = [this](int error, std::string_view text) { mime_error(error, text); };
+    mime_ = std::make_unique<mime::MimeState>(opt, std::move(cb));
   }
   if (type == rec::kNorm || type == rec::kCont) {
-    reader_->record(type, data);
+    mime_->record(type, data);
   } else if (type == rec::kExtracted) {
-    reader_->end();
+    // A MIME problem rejects the message unless something else did first
+    // (header truncation is not one: the header was cut).
+    int mime_errs = mime_->end() & ~mime::mime_err::kTruncHeader;
+    if (mime_errs && reason_.empty()) {
+      const mime::MimeErrorDetail& d = mime::mime_error_detail(mime_errs);
+      errs_ |= cstat::kCont;
+      reason_ = dsn_prepend(d.dsn, d.text);
+    }
     stage_ = Stage::extracted;
     if (out_ok()) file_->begin_extracted();
   } else {
@@ -578,10 +677,12 @@ void CleanupSession::rewrite_header(const HeaderInfo& info, std::string_view tex
   for (int node : tree.addresses()) {
     did_rewrite |= rewrite_tree(tree, node);
     if (flags_ & cflag::kMapOk) {
-      std::string address = tree.internalize_address(node);
-      bool changed = sender_header ? mapper_.map_header_sender(address) : mapper_.map_header_recipient(address);
+      std::string address = tree.externalize_address(node);
+      bool changed = sender_header ? mapper_.header_sender(address, queue_id_, mapped_)
+                                   : mapper_.header_recipient(address, queue_id_, mapped_);
+      take_map_errors();
       if (changed) {
-        tree.replace_address(node, rfc822::quote_local(address));
+        tree.replace_address(node, address);
         did_rewrite = true;
       }
     }
@@ -593,9 +694,47 @@ void CleanupSession::rewrite_header(const HeaderInfo& info, std::string_view tex
     out_header(text);
 }
 
-void CleanupSession::header(std::string& raw) {
+CheckLogFacts CleanupSession::log_facts() const {
+  CheckLogFacts f;
+  f.queue_id = queue_id_;
+  f.origin = log_origin_;
+  if (sender_) f.sender = &*sender_;
+  if (recip_) f.recipient = &*recip_;
+  if (log_proto_) f.proto = &*log_proto_;
+  if (log_helo_) f.helo = &*log_helo_;
+  return f;
+}
+
+void CleanupSession::mime_error(int error, std::string_view text) {
+  if ((error & ~mime::mime_err::kTruncHeader) == 0) return;  // handled after the primary header
+  log::info("%s: reject: mime-error %s: %.*s from %s; from=<%s> to=<%s>", queue_id_.c_str(),
+            std::string(mime::mime_error_detail(error).text).c_str(), static_cast<int>(std::min<size_t>(text.size(), 100)),
+            text.data(), log_origin_.c_str(), sender_.value_or("").c_str(), recip_.value_or("unknown").c_str());
+}
+
+void CleanupSession::header(mime::HeaderClass cls, std::string& raw) {
   std::string_view text(raw.c_str());  // Postfix works on C strings here
   const HeaderInfo* info = settings_.headers.find(text);
+  // MIME headers go to mime_header_checks wherever they are.
+  if (info && (info->flags & hflag::kMime)) cls = mime::HeaderClass::multipart;
+  const maps::Maps* checks = settings_.checks ? settings_.checks->for_class(cls) : nullptr;
+  if ((flags_ & cflag::kFilter) && checks) {
+    maps::Result r = checks->find(text);
+    if (r.found()) {
+      CheckOutcome o = act(log_facts(), check_target(), "header", text, r.value, checks->title());
+      if (o.prepend) out_header(*o.prepend);
+      if (o.kind == CheckOutcome::drop) return;
+      if (o.kind == CheckOutcome::replace) {
+        raw = o.replacement;
+        text = raw.c_str();
+        info = settings_.headers.find(text);
+      }
+    } else if (r.failed()) {
+      log::warning("%s: %s map lookup problem -- message not accepted, try again later", queue_id_.c_str(),
+                   checks->title().c_str());
+      errs_ |= cstat::kWrite;
+    }
+  }
   if (!info) {
     out_header(text);
     return;
@@ -605,6 +744,11 @@ void CleanupSession::header(std::string& raw) {
   if (info->type == HeaderType::content_transfer_encoding) {
     std::string v(value);
     if (::strcasecmp(v.c_str(), "8bit") == 0 || ::strcasecmp(v.c_str(), "binary") == 0) encoding_ = "8bit";
+  }
+  // Attachment and nested header blocks are copied as they are.
+  if (cls != mime::HeaderClass::primary) {
+    out_header(text);
+    return;
   }
   headers_seen_ |= 1ULL << static_cast<int>(info->type);
   if (info->type == HeaderType::message_id)
@@ -687,7 +831,31 @@ void CleanupSession::headers_done() {
   }
 }
 
-void CleanupSession::body(char type, std::string_view text) { put_text(type, text); }
+void CleanupSession::body(char type, std::string_view text, long long offset) {
+  if (!out_ok()) return;
+  // Each body part is inspected up to body_checks_size_limit; empty lines
+  // never match.
+  const maps::Maps* checks = settings_.checks ? settings_.checks->body.get() : nullptr;
+  if ((flags_ & cflag::kFilter) && checks && !text.empty() &&
+      (settings_.checks->body_limit == 0 || offset < settings_.checks->body_limit)) {
+    std::string line(text.substr(0, text.find('\0')));  // Postfix looks at a C string
+    maps::Result r = checks->find(line);
+    if (r.found()) {
+      CheckOutcome o = act(log_facts(), check_target(), "body", line, r.value, checks->title());
+      if (o.prepend) put_text(rec::kNorm, *o.prepend);
+      if (o.kind == CheckOutcome::drop) return;
+      if (o.kind == CheckOutcome::replace) {
+        put_text(type, o.replacement);
+        return;
+      }
+    } else if (r.failed()) {
+      log::warning("%s: %s map lookup problem -- message not accepted, try again later", queue_id_.c_str(),
+                   checks->title().c_str());
+      errs_ |= cstat::kWrite;
+    }
+  }
+  put_text(type, text);
+}
 
 // ---------------------------------------------------------------- extracted
 
@@ -719,6 +887,8 @@ void CleanupSession::extracted(char type, std::string_view data) {
 
   // The first recipient (or the end): what the headers told us.
   if (!in_rcpt_ && contains(kExtRecipientTypes, mapped)) {
+    if (filter_) put(rec::kFilter, *filter_);
+    if (redirect_) put(rec::kRedirect, *redirect_);
     if (encoding_) put(rec::kAttr, "encoding=" + *encoding_);
     in_rcpt_ = true;
   }
@@ -748,12 +918,25 @@ void CleanupSession::extracted(char type, std::string_view data) {
     extracted_finish();
     return;
   }
+  // A requeued message's filter and redirect: header/body checks win.
+  if (type == rec::kFilter) {
+    if (!filter_) filter_ = std::string(data);
+    return;
+  }
+  if (type == rec::kRedirect) {
+    if (!redirect_) redirect_ = std::string(data);
+    return;
+  }
   if (contains(kGeneratedByCleanup, type)) return;  // we make our own
   put(type, data);
 }
 
 void CleanupSession::extracted_finish() {
   if ((flags_ & cflag::kBccOk) && recip_ && !settings_.always_bcc.empty()) add_bcc(settings_.always_bcc);
+  // BCC recipients from header/body checks.
+  if (out_ok() && recip_)
+    for (const std::string& bcc : hbc_rcpt_) add_bcc(bcc);
+  hbc_rcpt_.clear();
   if (!out_ok()) return;
   file_->put_end();
 }
@@ -829,7 +1012,9 @@ int CleanupSession::finish() {
     if (!recip_) errs_ |= cstat::kRcpt;
     if (!end_seen_) errs_ |= cstat::kBad;
   }
+  // A DISCARD (access rule or content check) always reports success.
   bool discard = (flags_ & cflag::kDiscard) != 0;
+  if (discard) errs_ = 0;
   if (errs_ != 0 && (flags_ & cflag::kBounce) && (errs_ & cstat::kMaskCantBounce) == 0 && sender_) {
     if (bounce()) {
       errs_ = 0;

@@ -25,8 +25,21 @@
 //              header_size_limit cut there; a missing empty line before the
 //              body added; text longer than line_length_limit kept as L
 //              records.  The body is copied as is.
-//   extracted  recipients after the message (sendmail -t), an encoding
-//              attribute (8bit Content-Transfer-Encoding), E.
+//   extracted  recipients after the message (sendmail -t); before the
+//              first one the content filter (L), redirect (>) and encoding
+//              attribute (8bit Content-Transfer-Encoding); BCC recipients of
+//              header/body checks; E.
+//
+// With the client's FILTER flag (receive_override_options without
+// no_header_body_checks), the content is inspected on its way through:
+// the MIME structure (lib/mime) tells primary, MIME and nested headers and
+// the body lines of each part apart, and each goes to its table
+// (content_checks.hpp): header_checks, mime_header_checks,
+// nested_header_checks, body_checks.  A REJECT sets "content rejected"
+// (or "service unavailable" for 4.x.x) with its reason; HOLD finishes the
+// file in hold/ instead of incoming/; DISCARD removes it and reports
+// success; FILTER and REDIRECT (and the client's L and > envelope records,
+// e.g. content_filter) become L and > records that qmgr obeys.
 //
 // The whole file is kept under message_size_limit.  A problem sets a
 // status bit (cleanup_status.hpp); once a bit in the client's "stop" mask
@@ -48,12 +61,14 @@
 #include <string_view>
 #include <vector>
 
+#include "cleanup/address_mapping.hpp"
 #include "cleanup/address_rewriting.hpp"
-#include "cleanup/header_reader.hpp"
+#include "cleanup/content_checks.hpp"
 #include "cleanup/header_table.hpp"
 #include "cleanup/rfc822_tree.hpp"
 #include "config/config.hpp"
 #include "ipc/mail_proto.hpp"
+#include "mime/mime_state.hpp"
 #include "queue/queue_dirs.hpp"
 #include "queue/queue_file.hpp"
 
@@ -80,6 +95,15 @@ struct CleanupSettings {
   std::string verp_filter = "-=+";     // verp_delimiter_filter
   std::string always_bcc;
   message::HeaderTable headers;        // with message_drop_headers
+  // Content inspection: the four tables, body_checks_size_limit.
+  std::shared_ptr<const ContentCheckTables> checks;
+  // disable_mime_input_processing, header_size_limit, mime_nesting_limit,
+  // mime_boundary_length_limit; the reports are chosen per message.
+  mime::MimeOptions mime;
+  bool strict_7bit_headers = false;
+  bool strict_8bitmime = false;
+  bool strict_8bitmime_body = false;
+  bool strict_encoding = false;  // strict_mime_encoding_domain
 
   static CleanupSettings from_config(const config::Config& config);
 };
@@ -97,7 +121,10 @@ std::unique_ptr<BounceClient> make_bounce_client(std::string service);
 class CleanupSession {
  public:
   CleanupSession(const CleanupSettings& settings, const queue::QueueLayout& layout, AddressRewriter& rewriter,
-                 AddressMapper& mapper, BounceClient* bounce);
+                 const AddressMapper& mapper, BounceClient* bounce);
+  // The trace service, for "alias expanded" notices (NOTIFY=SUCCESS of a
+  // virtual alias); without one such a message is refused for now.
+  void set_trace_client(BounceClient* trace) { trace_ = trace; }
   ~CleanupSession();
   CleanupSession(const CleanupSession&) = delete;
   CleanupSession& operator=(const CleanupSession&) = delete;
@@ -147,12 +174,17 @@ class CleanupSession {
   void add_recipient(std::string_view address);
   void add_bcc(std::string_view address);
   void out_recipient(std::string dsn_orcpt, int notify, std::string orcpt, const std::string& address);
+  void trace_expanded(const std::string& dsn_orcpt, int notify, const std::string& orcpt, const std::string& address);
+  void take_map_errors();  // mapped_ into errs_ and reason_
   std::string rewrite_internal(std::string_view rule, std::string_view address);
   bool rewrite_tree(rfc822::Tree& tree, int node);
 
-  void header(std::string& text);
+  void header(mime::HeaderClass cls, std::string& text);
   void headers_done();
-  void body(char type, std::string_view text);
+  void body(char type, std::string_view text, long long offset);
+  void mime_error(int error, std::string_view text);
+  CheckLogFacts log_facts() const;
+  CheckTarget check_target() { return {flags_, errs_, reason_, filter_, redirect_, hbc_rcpt_}; }
   void out_header(std::string_view text);
   void fold_header(std::string text);
   void rewrite_header(const message::HeaderInfo& info, std::string_view text, bool sender_header);
@@ -163,8 +195,10 @@ class CleanupSession {
   const CleanupSettings& settings_;
   const queue::QueueLayout& layout_;
   AddressRewriter& rewriter_;
-  AddressMapper& mapper_;
+  const AddressMapper& mapper_;
   BounceClient* bounce_;
+  BounceClient* trace_ = nullptr;
+  MapOutcome mapped_;  // the current mapping step's errors
   std::unique_ptr<queue::QueueFileWriter> file_;
   std::string queue_id_;
 
@@ -196,7 +230,15 @@ class CleanupSession {
   std::set<std::string> dups_;
   std::vector<WrittenRecipient> written_;
 
-  std::unique_ptr<message::HeaderReader> reader_;
+  std::unique_ptr<mime::MimeState> mime_;
+  // Content inspection: what the checks (or the client) decided.
+  std::optional<std::string> filter_;    // transport:destination
+  std::optional<std::string> redirect_;  // user@domain
+  std::vector<std::string> hbc_rcpt_;    // BCC actions
+  // From the client's attributes, for the log lines of the checks.
+  std::string log_origin_ = "local";     // log_message_origin
+  std::optional<std::string> log_proto_;  // log_protocol_name
+  std::optional<std::string> log_helo_;   // log_helo_name
   unsigned long long headers_seen_ = 0;
   int hop_count_ = 0;
   std::string resent_;  // "" or "Resent-"

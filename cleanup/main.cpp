@@ -20,6 +20,7 @@
 #include <ctime>
 #include <memory>
 
+#include "cleanup/address_mapping.hpp"
 #include "cleanup/address_rewriting.hpp"
 #include "cleanup/cleanup_session.hpp"
 #include "cleanup/record_stream.hpp"
@@ -30,6 +31,7 @@
 #include "log/log.hpp"
 #include "queue/queue_dirs.hpp"
 #include "server/server.hpp"
+#include "trivial-rewrite/local_domains.hpp"
 
 namespace {
 
@@ -47,8 +49,10 @@ struct Daemon {
   mta::cleanup::CleanupSettings settings;
   std::unique_ptr<mta::queue::QueueLayout> layout;
   std::unique_ptr<mta::cleanup::TrivialRewriteClient> rewriter;
-  mta::cleanup::AddressMapper mapper;  // M5: canonical, virtual, masquerading, bcc
+  std::unique_ptr<mta::rewrite::LocalDomains> local_domains;  // resolve_local() for table lookups
+  mta::cleanup::AddressMapper mapper;  // canonical, masquerading, virtual aliases, bcc
   std::unique_ptr<mta::cleanup::BounceClient> bounce;
+  std::unique_ptr<mta::cleanup::BounceClient> trace;
   size_t max_record = 0;
 
   void serve(int fd);
@@ -57,6 +61,7 @@ struct Daemon {
 void Daemon::serve(int fd) {
   mta::ipc::Channel ch = mta::ipc::server_channel(fd, "cleanup socket");
   mta::cleanup::CleanupSession session(settings, *layout, *rewriter, mapper, bounce.get());
+  session.set_trace_client(trace.get());
   std::string error;
   if (!session.open(&error)) {
     mta::log::warning("%s", error.c_str());
@@ -120,6 +125,10 @@ int main(int argc, char** argv) {
                                                                 configured.hash_depth());
       daemon.rewriter = std::make_unique<mta::cleanup::TrivialRewriteClient>(ctx.config.get("rewrite_service_name"));
       daemon.bounce = mta::cleanup::make_bounce_client(ctx.config.get("bounce_service_name"));
+      daemon.trace = mta::cleanup::make_bounce_client(ctx.config.get("trace_service_name"));
+      daemon.local_domains = std::make_unique<mta::rewrite::LocalDomains>(ctx.config);
+      daemon.mapper = mta::cleanup::AddressMapper(ctx.config, *daemon.rewriter, *daemon.local_domains);
+      ctx.table_changed = [&daemon] { return daemon.mapper.changed_table(); };
       daemon.max_record = std::max<size_t>(daemon.settings.line_limit, size_t{1} << 20);
       // Postfix's input flow control (a token from qmgr per message, waited
       // for up to in_flow_delay) is not implemented: say so when an

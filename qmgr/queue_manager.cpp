@@ -191,18 +191,66 @@ long long QueueManager::transport_limit(const std::string& transport, std::strin
   return value;
 }
 
+// A redirect record (header/body checks, access REDIRECT) overrides all
+// else, but only once per message: the first pending recipient becomes the
+// redirect address (rewritten to canonical form, then resolved) and the
+// other recipients are not delivered (Postfix's qmgr_message_resolve).
+// Otherwise a content filter record (FILTER, content_filter) replaces the
+// resolver: every recipient goes to its transport and next hop; an empty
+// next hop is default_filter_nexthop, else the recipient's domain, else
+// $myhostname.
+bool QueueManager::filter_route(const Message& m, const queue::Recipient& r, proto::ResolveReply* reply) const {
+  const std::string& filter = *m.envelope.filter;
+  size_t colon = filter.find(':');
+  reply->flags = 0;
+  reply->recipient = r.address;
+  reply->transport = filter.substr(0, colon);
+  reply->nexthop = colon == std::string::npos ? std::string() : filter.substr(colon + 1);
+  if (reply->nexthop.empty()) reply->nexthop = ctx_.config.get("default_filter_nexthop");
+  if (reply->nexthop.empty()) {
+    size_t at = r.address.rfind('@');
+    if (at != std::string::npos && at + 1 < r.address.size()) reply->nexthop = r.address.substr(at + 1);
+    else reply->nexthop = ctx_.config.get("myhostname");
+  }
+  return !reply->transport.empty();
+}
+
 void QueueManager::resolve_and_plan(Message& m) {
-  const queue::Envelope& env = m.envelope;
+  queue::Envelope& env = m.envelope;
   std::string sender = env.sender.value_or("");
   std::map<std::pair<std::string, std::string>, std::vector<size_t>> groups;
+  bool redirect_done = false;
   for (size_t i = 0; i < env.recipients.size(); ++i) {
-    const queue::Recipient& r = env.recipients[i];
+    queue::Recipient& r = env.recipients[i];
     if (!r.pending()) continue;
-    proto::ResolveRequest req;
-    req.sender = sender;
-    req.address = r.address;
+    if (env.redirect) {
+      if (redirect_done) continue;
+      redirect_done = true;
+      m.redirected = true;
+      proto::RewriteRequest rw;
+      rw.rule = "local";
+      rw.address = *env.redirect;
+      proto::RewriteReply canon;
+      if (ipc::Status st = resolver_.call(rw, canon); !st) {
+        log::warning("%s", st.message().c_str());
+        defer_recipients(m, {i}, "none", "4.3.0", "address resolver failure");
+        continue;
+      }
+      r.address = canon.address;
+    }
     proto::ResolveReply reply;
-    ipc::Status st = resolver_.call(req, reply);
+    ipc::Status st;
+    if (!env.redirect && env.filter && filter_route(m, r, &reply)) {
+      // The content filter replaces the resolver.
+    } else {
+      proto::ResolveRequest req;
+      req.sender = sender;
+      req.address = r.address;
+      st = resolver_.call(req, reply);
+      if (st && env.redirect && !(reply.flags & (proto::kResolveFlagFail | proto::kResolveFlagError)) &&
+          !reply.recipient.empty())
+        r.address = reply.recipient;
+    }
     if (!st || (reply.flags & proto::kResolveFlagFail)) {
       if (!st) log::warning("%s", st.message().c_str());
       defer_recipients(m, {i}, "none", "4.3.0", "address resolver failure");
@@ -430,7 +478,9 @@ void QueueManager::message_done(Message& m) {
     if (!reader || !reader->read_envelope(&now, &error)) {
       log::warning("%s: %s", id.c_str(), error.c_str());
       deferred = true;
-    } else if (size_t left = now.pending_recipients(); left > 0) {
+    } else if (size_t left = now.pending_recipients(); left > 0 && !m.redirected) {
+      // (A redirected message is done when its one delivery is: Postfix
+      // never delivers to the other recipients.)
       log::warning("%s: %zu recipient(s) not finished by the delivery agents; keeping the message", id.c_str(),
                    left);
       deferred = true;

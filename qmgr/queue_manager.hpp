@@ -60,6 +60,7 @@ struct Message {
   int jobs_left = 0;
   bool problem = false;         // something was deferred without a defer log (keep the message)
   bool agent_deferred = false;  // an agent replied that it deferred recipients
+  bool redirected = false;      // a redirect record: one recipient stands for all
 };
 
 class QueueManager {
@@ -78,6 +79,7 @@ class QueueManager {
   void scan_deferred(bool all);
   void activate(const std::string& id);
   void resolve_and_plan(Message& m);
+  bool filter_route(const Message& m, const queue::Recipient& r, ipc::proto::ResolveReply* reply) const;
   void dispatch();
   bool start_job(std::unique_ptr<Job>& job);
   void finish_job(Job* job, const ipc::proto::DeliverReply* reply, const std::string& failure);

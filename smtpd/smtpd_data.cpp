@@ -13,6 +13,7 @@
 #include <event2/event.h>
 #include <sys/socket.h>
 
+#include <cctype>
 #include <cstring>
 
 #include "address/address.hpp"
@@ -475,7 +476,14 @@ void Session::message_done(int status, const std::string& reason, std::string ve
   } else if (status & cstat::kHops) {
     answer = "554 5.4.0 Error: too many hops";
   } else if (status & (cstat::kCont | cstat::kDefer | cstat::kNoPerm)) {
-    if (!reason.empty() && reason[0] >= '2' && reason[0] <= '5') answer = reason;
+    // cleanup's reason is an SMTP reply (Milters) or "X.Y.Z text" (header
+    // and body checks), to which Postfix adds the SMTP code of the status.
+    bool smtp_reply = reason.size() >= 4 && std::isdigit(static_cast<unsigned char>(reason[0])) &&
+                      std::isdigit(static_cast<unsigned char>(reason[1])) &&
+                      std::isdigit(static_cast<unsigned char>(reason[2])) && (reason[3] == ' ' || reason[3] == '-');
+    if (!reason.empty() && reason[0] >= '2' && reason[0] <= '5' && smtp_reply) answer = reason;
+    else if (!reason.empty() && reason[0] >= '2' && reason[0] <= '5' && reason.size() > 1 && reason[1] == '.')
+      answer = std::string(status & cstat::kDefer ? "451 " : "550 ") + reason;
     else if (status & cstat::kDefer) answer = "451 4.7.1 " + (reason.empty() ? std::string("Try again later") : reason);
     else answer = "550 5.7.1 " + (reason.empty() ? std::string("Message content rejected") : reason);
   } else if (status & cstat::kWrite) {
