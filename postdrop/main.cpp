@@ -151,6 +151,11 @@ int main(int argc, char** argv) {
     }
   }
 
+  // Set-gid, a user's MAIL_CONFIG or -c names a directory of another trust
+  // domain: only one that /etc/postfix/main.cf blesses.
+  if (mta::config::Config::running_set_id())
+    mta::config::Config::check_trusted_dir(mta::config::Config::default_config_dir());
+
   mta::config::Config config;
   uid_t uid = ::getuid();
   long long size_limit = 0;

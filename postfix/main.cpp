@@ -124,6 +124,17 @@ void check(Context& c, bool fix_permissions) {
                                       &changes, &error))
     say(log::Level::fatal, "unable to create missing queue directories: " + error);
   for (const std::string& change : changes) log::debug("%s", change.c_str());
+  // set-permissions, as Postfix's post-install: the two programs that let
+  // ordinary users submit mail and list the queue run set-gid setgid_group.
+  if (fix_permissions && ::geteuid() == 0) {
+    for (const char* name : {"postdrop", "postqueue"}) {
+      std::string path = c.command_dir + "/" + name;
+      if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      if (::chown(path.c_str(), 0, owners.setgid_gid) != 0 || ::chmod(path.c_str(), 02755) != 0)
+        log::warning("cannot make %s set-gid %s: %s", path.c_str(), c.config.get("setgid_group").c_str(),
+                     std::strerror(errno));
+    }
+  }
 }
 
 int start(Context& c, bool foreground) {

@@ -365,6 +365,9 @@ int run(int argc, char** argv) {
     }
   }
   if (argc > optind) usage();
+  // Set-gid (mailq for users): a non-default directory must be blessed by
+  // /etc/postfix/main.cf (alternate_config_directories).
+  if (config::Config::running_set_id()) config::Config::check_trusted_dir(config::Config::default_config_dir());
 
   Settings s;
   try {

@@ -127,9 +127,14 @@ int main(int argc, char** argv) {
         size_t slash = arg.rfind('/');
         dir = slash == std::string::npos ? "." : slash == 0 ? "/" : arg.substr(0, slash);
       }
+      // Only root may point sendmail at a directory that /etc/postfix/main.cf
+      // does not list in alternate_config_directories.
+      if (dir != mta::config::kDefaultConfigDir && ::geteuid() != 0) mta::config::Config::check_trusted_dir(dir);
       if (::setenv("MAIL_CONFIG", dir.c_str(), 1) < 0) fatal("out of memory");
     }
   }
+  if (mta::config::Config::running_set_id())
+    mta::config::Config::check_trusted_dir(mta::config::Config::default_config_dir());
   optind = 0;  // glibc: reinitialize getopt completely
 
   mta::config::Config config;

@@ -4,11 +4,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 
 #include "config/host_defaults.hpp"
+#include "log/log.hpp"
 
 namespace mta::config {
 
@@ -16,6 +20,51 @@ std::string Config::default_config_dir() {
   const char* env = std::getenv("MAIL_CONFIG");
   return env && *env ? env : std::string(kDefaultConfigDir);
 }
+
+bool Config::listed_as_alternate(const std::string& dir, const std::string& main_cf) {
+  std::ifstream in(main_cf);
+  if (!in) throw ConfigError("open file " + main_cf + ": " + std::strerror(errno));
+  // Logical lines (continuations joined), "name = value", the literal list.
+  std::string line, logical;
+  bool found = false;
+  auto consider = [&](const std::string& text) {
+    size_t eq = text.find('=');
+    if (found || text.empty() || text[0] == '#' || eq == std::string::npos) return;
+    std::string name = text.substr(0, eq);
+    while (!name.empty() && std::isspace(static_cast<unsigned char>(name.back()))) name.pop_back();
+    if (name != "alternate_config_directories") return;
+    for (const std::string& d : split_list(text.substr(eq + 1)))
+      if (d == dir) found = true;
+  };
+  while (std::getline(in, line)) {
+    if (!line.empty() && std::isspace(static_cast<unsigned char>(line[0])) && !logical.empty()) {
+      size_t first = line.find_first_not_of(" \t\r");
+      if (first != std::string::npos && line[first] != '#') logical += " " + line.substr(first);
+      continue;
+    }
+    consider(logical);
+    logical = line;
+  }
+  consider(logical);
+  return found;
+}
+
+void Config::check_trusted_dir(const std::string& dir) {
+  if (dir == kDefaultConfigDir || ::geteuid() == 0) return;
+  std::string path = std::string(kDefaultConfigDir) + "/main.cf";
+  bool listed = false;
+  try {
+    listed = listed_as_alternate(dir, path);
+  } catch (const ConfigError& e) {
+    log::fatal("%s", e.what());
+  }
+  if (!listed) {
+    log::error("untrusted configuration directory name: %s", dir.c_str());
+    log::fatal("specify \"alternate_config_directories = %s\" in %s", dir.c_str(), path.c_str());
+  }
+}
+
+bool Config::running_set_id() { return ::getuid() != ::geteuid() || ::getgid() != ::getegid(); }
 
 Config Config::load(const std::string& config_dir, const LoadOptions& options) {
   Config c;

@@ -37,6 +37,19 @@ class Config : public MacroSource {
  public:
   // $MAIL_CONFIG when set, else /etc/postfix.
   static std::string default_config_dir();
+  // Postfix's mail_conf_checkdir(): may this process use DIR?  Yes for
+  // /etc/postfix, for root, and for a directory that the default main.cf
+  // lists in alternate_config_directories (read literally, no $names).
+  // Otherwise logs "untrusted configuration directory name: DIR" and exits
+  // with "fatal: specify "alternate_config_directories = DIR" in
+  // /etc/postfix/main.cf".
+  static void check_trusted_dir(const std::string& dir);
+  // The test behind it: DIR is listed in MAIN_CF's alternate_config_directories.
+  // Throws ConfigError when MAIN_CF cannot be read.
+  static bool listed_as_alternate(const std::string& dir, const std::string& main_cf);
+  // True when the process runs set-uid or set-gid (postdrop, postqueue):
+  // then $MAIL_CONFIG comes from a different trust domain (safe_getenv).
+  static bool running_set_id();
   // Throws ConfigError (file and line named) when a file is bad or missing.
   static Config load(const std::string& config_dir, const LoadOptions& options = {});
 

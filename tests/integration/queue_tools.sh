@@ -286,6 +286,26 @@ if [ -x "$B/master" ] && [ -x "$B/postfix" ] && [ -x "$B/test_trigger" ] &&
     echo "rc=$?" >>"$T/r.err"
     sed -i '/^postfix-oracle:/d' "$T/r.err"
     same "a user without access to public/ is refused as by Postfix" "$T/r.err" "$T/o.err"
+    # Installed set-gid postdrop, postqueue trusts a user's -c only for a
+    # directory that /etc/postfix/main.cf lists (mail_conf_checkdir).
+    mkdir -p "$T/sgid" && chmod 755 "$T/sgid" && cp "$B/postqueue" "$T/sgid/postqueue" &&
+      chgrp postdrop "$T/sgid/postqueue" && chmod 2755 "$T/sgid/postqueue"
+    timeout 60 setpriv --reuid=nobody --regid=nogroup --clear-groups "$T/sgid/postqueue" -c "$O" -p >"$T/o.p" 2>"$T/o.err"
+    rc=$?
+    if [ -r /etc/postfix/main.cf ] && ! grep -q "^alternate_config_directories.*$O" /etc/postfix/main.cf; then
+      want="postqueue: fatal: specify \"alternate_config_directories = $O\" in /etc/postfix/main.cf"
+      grep -qxF "postqueue: error: untrusted configuration directory name: $O" "$T/o.err" || rc=0
+    else
+      want="postqueue: fatal: open file /etc/postfix/main.cf: No such file or directory"
+    fi
+    [ $rc = 1 ] && [ ! -s "$T/o.p" ] && grep -qxF "$want" "$T/o.err" &&
+      ok "a set-gid postqueue refuses a user's untrusted -c directory" ||
+      bad "a set-gid postqueue refuses a user's untrusted -c directory" "rc=$rc" "$(cat "$T/o.err")"
+    timeout 60 setpriv --reuid=nobody --regid=nogroup --clear-groups "$B/sendmail" -C "$O" -bp >"$T/o.p" 2>"$T/o.err"
+    rc=$?
+    [ $rc = 1 ] && grep -q "^sendmail: fatal: .*/etc/postfix/main.cf" "$T/o.err" &&
+      ok "sendmail -C by a user: only a directory blessed by /etc/postfix/main.cf" ||
+      bad "sendmail -C by a user: only a directory blessed by /etc/postfix/main.cf" "rc=$rc" "$(cat "$T/o.err")"
   fi
   unset TZ
   # postqueue -f: the triggers Postfix sends.

@@ -122,3 +122,26 @@ TEST_CASE("a missing or broken main.cf is an error naming it") {
                     (d.path / "main.cf").string() +
                         ", line 2: missing '=' after attribute name: \"not an assignment\"");
 }
+
+TEST_CASE("alternate_config_directories blesses other configuration directories (mail_conf_checkdir)") {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / ("mta-altcfg-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::string main_cf = (dir / "main.cf").string();
+  std::ofstream(main_cf) << "# alternate_config_directories = /commented\n"
+                            "myhostname = x.example\n"
+                            "alternate_config_directories = /etc/postfix-out,\n"
+                            "    /srv/mta/instance\n"
+                            "  # a comment line inside\n"
+                            "    $other_dirs\n";
+  using mta::config::Config;
+  CHECK(Config::listed_as_alternate("/etc/postfix-out", main_cf));
+  CHECK(Config::listed_as_alternate("/srv/mta/instance", main_cf));
+  CHECK_FALSE(Config::listed_as_alternate("/srv/mta", main_cf));
+  CHECK_FALSE(Config::listed_as_alternate("/commented", main_cf));
+  // Literal text only: $names are not expanded.
+  CHECK(Config::listed_as_alternate("$other_dirs", main_cf));
+  CHECK_THROWS_WITH(Config::listed_as_alternate("/x", (dir / "missing").string()),
+                    "open file " + (dir / "missing").string() + ": No such file or directory");
+  fs::remove_all(dir);
+}
