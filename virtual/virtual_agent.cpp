@@ -77,6 +77,12 @@ MailboxLocation mailbox_location(std::string_view base, std::string_view map_res
   MailboxLocation loc;
   loc.path = std::string(base) + "/" + std::string(map_result);
   loc.maildir = !loc.path.empty() && loc.path.back() == '/';
+  for (size_t start = 0; start <= map_result.size();) {
+    size_t slash = map_result.find('/', start);
+    if (slash == std::string_view::npos) slash = map_result.size();
+    if (map_result.substr(start, slash - start) == "..") loc.escapes_base = true;
+    start = slash + 1;
+  }
   return loc;
 }
 
@@ -157,7 +163,14 @@ bool VirtualAgent::deliver_mailbox(Recipient& r, int* status) const {
     *status = r.defer(Dsn::simple("4.3.5", kConfigError));
     return true;
   }
-  r.mailbox = mailbox_location(settings_.mailbox_base, box.value).path;
+  MailboxLocation where = mailbox_location(settings_.mailbox_base, box.value);
+  if (where.escapes_base) {
+    log::warning("recipient %s: %s result \"%s\" leads outside virtual_mailbox_base %s", r.user.c_str(),
+                 settings_.mailbox_maps.title().c_str(), box.value.c_str(), settings_.mailbox_base.c_str());
+    *status = r.defer(Dsn::simple("4.3.5", kConfigError));
+    return true;
+  }
+  r.mailbox = where.path;
 
   // The owner of the mailbox: both tables must answer with a sane number.
   auto owner_id = [&](const maps::Maps& table, const char* what, long long minimum, long long* out) {

@@ -41,10 +41,13 @@ maps::Result find_recipient(const maps::Maps& table, std::string_view user, std:
                             const rewrite::LocalDomains* local);
 
 // $virtual_mailbox_base/$virtual_mailbox_maps(recipient); a maildir when
-// the result ends in "/".
+// the result ends in "/".  A result with a ".." component would lead out of
+// virtual_mailbox_base: such a mailbox is refused (escapes_base), a
+// deliberate difference from Postfix, which concatenates blindly.
 struct MailboxLocation {
   std::string path;
   bool maildir = false;
+  bool escapes_base = false;
 };
 MailboxLocation mailbox_location(std::string_view base, std::string_view map_result);
 

@@ -104,6 +104,12 @@ TEST_CASE("virtual: the mailbox path and its kind") {
   CHECK(mb.path == "/var/vmail/example.net/mbox");
   CHECK_FALSE(mb.maildir);
   CHECK(mailbox_location("/", "x").path == "//x");  // Postfix concatenates, no clean-up
+  // A result that climbs out of the base is refused (not in Postfix).
+  CHECK(mailbox_location("/var/vmail", "../../etc/cron.d/x").escapes_base);
+  CHECK(mailbox_location("/var/vmail", "example.net/../../root/").escapes_base);
+  CHECK(mailbox_location("/var/vmail", "example.net/..").escapes_base);
+  CHECK_FALSE(mailbox_location("/var/vmail", "example.net/..hidden/").escapes_base);
+  CHECK_FALSE(mailbox_location("/var/vmail", "example.net/florin/").escapes_base);
 }
 
 TEST_CASE("virtual: uid and gid numbers as atol() reads them") {
