@@ -1,0 +1,136 @@
+// dns_resolver.cpp: see dns_resolver.hpp.
+#include "dns/dns_resolver.hpp"
+
+#include <arpa/inet.h>
+#include <arpa/nameser.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <resolv.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace mta::dns {
+
+struct Resolver::State {
+  struct __res_state res;
+  bool ok = false;
+};
+
+Resolver::Resolver() : state_(new State) {
+  std::memset(&state_->res, 0, sizeof state_->res);
+  state_->ok = res_ninit(&state_->res) == 0;
+  state_->res.retrans = 2;  // seconds per try
+  state_->res.retry = 2;
+}
+
+Resolver::~Resolver() {
+  if (state_->ok) res_nclose(&state_->res);
+  delete state_;
+}
+
+std::string type_name(int type) {
+  switch (type) {
+    case kTypeA: return "A";
+    case kTypeAaaa: return "AAAA";
+    case kTypeMx: return "MX";
+    case kTypeTxt: return "TXT";
+    default: return "type" + std::to_string(type);
+  }
+}
+
+namespace {
+
+// Postfix's dns_strerror().
+const char* h_error_text(int err) {
+  switch (err) {
+    case HOST_NOT_FOUND: return "Host not found";
+    case TRY_AGAIN: return "Host not found, try again";
+    case NO_RECOVERY: return "Non-recoverable error";
+    case NO_DATA: return "Host found but no data record of requested type";
+    default: return "Unknown error";
+  }
+}
+
+}  // namespace
+
+Status Resolver::query(const std::string& name, int type, std::vector<Record>& out, std::string* why) {
+  nxdomain_ = false;
+  auto fail_text = [&](const char* text) {
+    if (why) *why = "Host or domain name not found. Name service error for name=" + name + " type=" + type_name(type) + ": " + text;
+  };
+  if (!state_->ok) {
+    if (why) *why = "Name service initialization failure";
+    return Status::fail;
+  }
+  std::vector<unsigned char> answer(65536);
+  int len = res_nquery(&state_->res, name.c_str(), ns_c_in, type, answer.data(), static_cast<int>(answer.size()));
+  if (len < 0) {
+    int err = state_->res.res_h_errno;
+    fail_text(h_error_text(err));
+    switch (err) {
+      case HOST_NOT_FOUND: nxdomain_ = true; return Status::not_found;
+      case NO_DATA: return Status::not_found;
+      case NO_RECOVERY: return Status::fail;
+      default: return Status::retry;
+    }
+  }
+  ns_msg msg;
+  if (ns_initparse(answer.data(), len, &msg) < 0) {
+    if (why) *why = "Name service error for name=" + name + " type=" + type_name(type) + ": Malformed or unexpected name server reply";
+    return Status::retry;
+  }
+  size_t before = out.size();
+  for (int i = 0; i < ns_msg_count(msg, ns_s_an); ++i) {
+    ns_rr rr;
+    if (ns_parserr(&msg, ns_s_an, i, &rr) < 0) {
+      if (why) *why = "Name service error for name=" + name + " type=" + type_name(type) + ": Malformed or unexpected name server reply";
+      return Status::retry;
+    }
+    if (ns_rr_type(rr) != type) continue;  // CNAMEs on the way
+    Record r;
+    r.type = type;
+    r.name = ns_rr_name(rr);
+    const unsigned char* rdata = ns_rr_rdata(rr);
+    size_t rdlen = ns_rr_rdlen(rr);
+    if (type == kTypeA || type == kTypeAaaa) {
+      char buf[INET6_ADDRSTRLEN];
+      if ((type == kTypeA && rdlen != 4) || (type == kTypeAaaa && rdlen != 16)) continue;
+      if (!inet_ntop(type == kTypeA ? AF_INET : AF_INET6, rdata, buf, sizeof buf)) continue;
+      r.data = buf;
+    } else if (type == kTypeMx) {
+      if (rdlen < 3) continue;
+      r.pref = static_cast<unsigned>(rdata[0] << 8 | rdata[1]);
+      char host[NS_MAXDNAME];
+      if (dn_expand(ns_msg_base(msg), ns_msg_end(msg), rdata + 2, host, sizeof host) < 0) continue;
+      r.data = host;  // "" for the root (a null MX)
+    } else if (type == kTypeTxt) {
+      for (size_t j = 0; j < rdlen;) {  // character-strings, joined
+        size_t n = rdata[j++];
+        r.data.append(reinterpret_cast<const char*>(rdata) + j, std::min(n, rdlen - j));
+        j += n;
+      }
+    } else {
+      r.data.assign(reinterpret_cast<const char*>(rdata), rdlen);
+    }
+    out.push_back(std::move(r));
+  }
+  if (out.size() == before) {
+    fail_text(h_error_text(NO_DATA));
+    return Status::not_found;
+  }
+  // RFC 7505: a single MX whose exchange is the root, "." ("MX 0 .").
+  if (type == kTypeMx && out.size() == before + 1 && (out.back().data.empty() || out.back().data == ".")) {
+    if (why) *why = "Domain " + name + " does not accept mail (nullMX)";
+    out.pop_back();
+    return Status::null_mx;
+  }
+  return Status::ok;
+}
+
+void sort_mx(std::vector<Record>& mx, std::mt19937& rng) {
+  std::shuffle(mx.begin(), mx.end(), rng);
+  std::stable_sort(mx.begin(), mx.end(), [](const Record& a, const Record& b) { return a.pref < b.pref; });
+}
+
+}  // namespace mta::dns

@@ -1,0 +1,69 @@
+// dns_resolver.hpp: DNS questions through the system's resolver library
+// (res_nquery, configured by /etc/resolv.conf), as Postfix's dns_lookup(3):
+// one query for one name and type, the answer's records of that type, and
+// Postfix's status and reason texts:
+//
+//   ok          records found
+//   not_found   the name does not exist, or has no record of that type
+//               (Postfix's DNS_NOTFOUND)
+//   fail        a permanent server failure (NO_RECOVERY: DNS_FAIL)
+//   retry       a temporary failure: try again later (DNS_RETRY)
+//   null_mx     an MX lookup found the RFC 7505 "null MX" (DNS_NULLMX)
+//
+// with `why` set as Postfix sets it, e.g. "Host or domain name not found.
+// Name service error for name=nosuch.example type=MX: Host not found" or
+// "Domain example.com does not accept mail (nullMX)".
+//
+// Known limit: queries are synchronous, with a short timeout (2 s, two
+// tries), like Postfix's; callers that serve many sessions stall for that
+// long.  sort_mx() is pure: MX preference order with equal preferences
+// shuffled (RFC 5321 section 5.1).
+#pragma once
+
+#include <random>
+#include <string>
+#include <vector>
+
+namespace mta::dns {
+
+enum class Status { ok, not_found, fail, retry, null_mx };
+
+// ns_t_* values, spelled out so that users need not include arpa/nameser.h.
+inline constexpr int kTypeA = 1;
+inline constexpr int kTypeMx = 15;
+inline constexpr int kTypeTxt = 16;
+inline constexpr int kTypeAaaa = 28;
+
+struct Record {
+  int type = 0;
+  std::string name;     // the owner name
+  unsigned pref = 0;    // MX preference
+  std::string data;     // MX: the exchange host; A/AAAA: printable address; TXT: the joined strings
+};
+
+// "A", "AAAA", "MX", "TXT" (Postfix's dns_strtype()).
+std::string type_name(int type);
+
+class Resolver {
+ public:
+  Resolver();
+  ~Resolver();
+  Resolver(const Resolver&) = delete;
+  Resolver& operator=(const Resolver&) = delete;
+
+  // One question; records of TYPE are appended to OUT.
+  Status query(const std::string& name, int type, std::vector<Record>& out, std::string* why = nullptr);
+  // True when the last not_found meant that the name does not exist at all (NXDOMAIN).
+  bool last_nxdomain() const { return nxdomain_; }
+
+ private:
+  struct State;
+  State* state_;
+  bool nxdomain_ = false;
+};
+
+// Sorts MX records by preference; records of equal preference are
+// shuffled with RNG.
+void sort_mx(std::vector<Record>& mx, std::mt19937& rng);
+
+}  // namespace mta::dns

@@ -1,0 +1,50 @@
+// smtp: the SMTP and LMTP delivery agent (Postfix's smtp(8) and lmtp(8)).
+//
+// qmgr hands it one message and its recipients for one next hop at a time
+// (lib/deliver's agent_session); the agent finds the servers, talks
+// SMTP or LMTP to them and reports each recipient as sent, deferred or
+// bounced, with Postfix's log lines:
+//
+//   QID: to=<r>, relay=host[addr]:port, delay=.., delays=a/b/c/d,
+//       dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as XYZ)
+//
+// As in Postfix, the program name decides the protocol: started as "lmtp"
+// (master.cf "lmtp unix - - y - - lmtp"; the build installs lmtp as a link
+// to smtp) it speaks LMTP with the lmtp_* parameters, otherwise SMTP with
+// the smtp_* parameters, whatever the service is called ("smtp", "relay").
+// See smtp_client.hpp for what is implemented and what is not.
+//
+// usage: smtp [generic daemon options] (started by master)
+#include <csignal>
+
+#include "deliver/agent_session.hpp"
+#include "log/log.hpp"
+#include "server/server.hpp"
+#include "smtp/smtp_client.hpp"
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  std::unique_ptr<mta::smtp::Agent> agent;  // set up once, read-only configuration afterwards
+  mta::server::SingleServer server;
+  // After the chroot: queue_directory is then "/", where private/bounce is.
+  server.post_init = [&](mta::server::ServerContext& ctx) {
+    try {
+      bool lmtp = ctx.program != "smtp" && ctx.program == "lmtp";
+      mta::smtp::Settings settings = mta::smtp::Settings::from_config(ctx.config, lmtp);
+      std::unique_ptr<mta::tls::ClientContext> tls;
+      if (settings.tls_level != mta::smtp::TlsLevel::none) {
+        std::string error;
+        tls = mta::tls::ClientContext::create(ctx.config, settings.prefix, error);
+      }
+      agent = std::make_unique<mta::smtp::Agent>(std::move(settings), mta::agent::reporter_config(ctx.config),
+                                                 std::move(tls));
+    } catch (const std::exception& e) {
+      mta::log::fatal("%s", e.what());
+    }
+  };
+  server.service = [&](int fd, mta::server::ServerContext& ctx) {
+    mta::agent::serve_connection(fd, ctx.config, ctx.service_name + " socket",
+                                 [&](mta::agent::Delivery& d) { return agent->deliver(d); });
+  };
+  return mta::server::run_single_server(argc, argv, server);
+}

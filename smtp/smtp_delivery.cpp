@@ -1,0 +1,1084 @@
+// smtp_delivery.cpp: one delivery request (Agent::deliver): the server
+// addresses of the next hop (smtp_addr.c), the connections
+// (smtp_connect.c), the SMTP/LMTP dialogue (smtp_proto.c) and the
+// per-recipient results (smtp_trouble.c, smtp_rcpt.c).  See smtp_client.hpp.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <optional>
+
+#include "log/log.hpp"
+#include "queue/queue_file.hpp"
+#include "smtp/smtp_client.hpp"
+#include "smtp/smtp_reply.hpp"
+#include "tls/tls_session.hpp"
+#include "tls/tls_stream.hpp"
+
+namespace mta::smtp {
+namespace proto = ipc::proto;
+
+namespace {
+
+// Server features (SMTP_FEATURE_*).
+constexpr unsigned kEsmtp = 1 << 0, k8BitMime = 1 << 1, kPipelining = 1 << 2, kSize = 1 << 3,
+                   kStartTls = 1 << 4, kDsn = 1 << 5, kSmtpUtf8 = 1 << 6, kBestMx = 1 << 7;
+// ehlo_mask bits (smtp_settings.cpp's table order).
+constexpr unsigned kMask8BitMime = 1 << 0, kMaskPipelining = 1 << 3, kMaskSize = 1 << 4,
+                   kMaskStartTls = 1 << 9, kMaskDsn = 1 << 10, kMaskSmtpUtf8 = 1 << 13;
+// SMTPUTF8 request flags (smtputf8.h).
+constexpr int kUtf8Requested = 1 << 0;
+
+// Protocol states, with Postfix's texts (xfer_states, xfer_request).
+enum XferState { kMail, kRcpt, kData, kDot, kAbort, kQuit };
+const char* const kXferStates[] = {"sending MAIL FROM", "sending RCPT TO", "sending DATA command",
+                                   "sending end of data -- message may be sent more than once",
+                                   "sending final RSET", "sending QUIT"};
+const char* const kXferRequest[] = {"MAIL FROM command", "RCPT TO command", "DATA command",
+                                    "end of DATA command", "final RSET command", "QUIT command"};
+
+enum class Mark { none, keep, drop };
+
+proto::MsgStats::Time now_time() {
+  timeval tv{};
+  ::gettimeofday(&tv, nullptr);
+  return {tv.tv_sec, tv.tv_usec};
+}
+
+bool all_ascii(std::string_view s) {
+  for (char c : s)
+    if (static_cast<unsigned char>(c) >= 0x80) return false;
+  return true;
+}
+
+// xtext (RFC 3461): '+', '=' and bytes outside 33..126 as "+XX".
+std::string xtext(std::string_view s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (c < 33 || c > 126 || c == '+' || c == '=') {
+      out += '+';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+// quote_821_local(): quote the local part when it needs quotes.
+std::string quote_821(std::string_view addr) {
+  size_t at = addr.rfind('@');
+  std::string_view local = at == std::string_view::npos ? addr : addr.substr(0, at);
+  bool needs = local.empty() ? false : false;
+  for (size_t i = 0; i < local.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(local[i]);
+    if (c < 33 || c == 127 || std::strchr("<>()[]\\,;:\"@", c) || (c == '.' && (i == 0 || i + 1 == local.size() || local[i - 1] == '.')))
+      needs = true;
+  }
+  if (!needs) return std::string(addr);
+  std::string out = "\"";
+  for (char c : local) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '"';
+  if (at != std::string_view::npos) out += addr.substr(at);
+  return out;
+}
+
+const char* dsn_ret_text(int ret) { return ret == 1 ? "FULL" : ret == 2 ? "HDRS" : ""; }
+
+std::string dsn_notify_text(int notify) {
+  if (notify & deliver::kDsnNotifyNever) return "NEVER";
+  std::string out;
+  auto add = [&](const char* w) { out += out.empty() ? w : std::string(",") + w; };
+  if (notify & deliver::kDsnNotifySuccess) add("SUCCESS");
+  if (notify & deliver::kDsnNotifyFailure) add("FAILURE");
+  if (notify & deliver::kDsnNotifyDelay) add("DELAY");
+  return out;
+}
+
+struct Session {
+  std::unique_ptr<tls::Stream> stream;
+  std::string host, addr;
+  unsigned port = 0;
+  std::string namaddr, namaddrport;
+  unsigned features = 0;
+  bool tls_active = false;
+  bool dead = false;  // no more I/O (a failed TLS handshake)
+  bool tls_retry_plain = false;
+  TlsLevel tls_level = TlsLevel::none;
+};
+
+class DeliveryRun {
+ public:
+  DeliveryRun(Agent& agent, agent::Delivery& d) : a_(agent), s_(agent.settings()), d_(d), req_(d.request) {
+    stats_ = req_.stats;
+    for (size_t i = 0; i < req_.recipients.size(); ++i) todo_.push_back(i);
+    mark_.assign(req_.recipients.size(), Mark::none);
+    flags_ = agent::trace_flags(req_.flags);
+  }
+  int run();
+
+ private:
+  // ---- results (smtp_trouble.c)
+  void fill_dsn(const std::string& mta_name, const Reply* reply, std::string status, std::string reason);
+  void bulk_fail(bool throttle);
+  int site_fail(const std::string& mta_name, const Reply* reply, const std::string& reason) {
+    fill_dsn(mta_name, reply, reply ? reply->dsn : "", reason);
+    bulk_fail(true);
+    return -1;
+  }
+  int fake_fail(const char* status, const std::string& reason) {
+    fill_dsn("", nullptr, status, reason);
+    bulk_fail(true);
+    return -1;
+  }
+  void rcpt_fail(size_t idx, const std::string& mta_name, const Reply& reply, const std::string& reason);
+  void rcpt_done(size_t idx, const Reply& reply);
+  int stream_except(tls::Stream::Error kind, const std::string& where);
+  int report(const char* what, size_t idx, deliver::Dsn dsn);
+  size_t rcpt_left() const { return todo_.size(); }
+  void rcpt_cleanup();
+
+  // ---- addresses (smtp_addr.c)
+  std::vector<ServerAddress> domain_addr(const std::string& name);
+  std::vector<ServerAddress> host_addr(const std::string& name);
+  void addr_one(std::vector<ServerAddress>& out, const std::string& host, unsigned pref);
+  void sort_addresses(std::vector<ServerAddress>& list, bool shuffle);
+
+  // ---- connections (smtp_connect.c)
+  void connect_inet(const std::string& dest);
+  void connect_local(const std::string& path);
+  std::unique_ptr<Session> connect_addr(const ServerAddress& a, unsigned port);
+  std::unique_ptr<Session> connect_sock(int sock, const sockaddr* sa, socklen_t len, const std::string& host,
+                                        const std::string& addr, unsigned port);
+  void cleanup_session();
+
+  // ---- the dialogue (smtp_proto.c)
+  int helo(bool in_starttls);
+  int start_tls();
+  void quit();
+  int xfer();
+  Reply read_reply();
+  void send_body();
+  std::string mail_command();
+  std::string rcpt_command(const proto::Recipient& r);
+  long long state_timeout(int st) const;
+
+  Agent& a_;
+  const Settings& s_;
+  agent::Delivery& d_;
+  const proto::DeliverRequest& req_;
+  proto::MsgStats stats_;
+  int flags_ = 0;
+  std::vector<size_t> todo_;  // indices of the recipients still to do
+  std::vector<Mark> mark_;
+  deliver::Dsn why_;
+  bool has_why_ = false;
+  bool final_server_ = false;
+  bool loop_detect_ = false;
+  std::string nexthop_domain_;
+  int status_ = 0;
+  std::unique_ptr<Session> session_;
+};
+
+// ---------------------------------------------------------------- results
+
+void DeliveryRun::fill_dsn(const std::string& mta_name, const Reply* reply, std::string status, std::string reason) {
+  deliver::Dsn d;
+  if (!mta_name.empty() && !status.empty() && status[0] != '4' && status[0] != '5') {
+    reason = "Protocol error: " + reason;
+    status = "5.5.0";
+  }
+  d.status = status;
+  d.reason = reason;
+  if (!mta_name.empty()) {
+    d.mtype = "dns";
+    d.mname = mta_name;
+  }
+  if (reply) {
+    d.dtype = "smtp";
+    d.dtext = reply->flat();
+  }
+  why_ = d;
+  has_why_ = true;
+}
+
+int DeliveryRun::report(const char* what, size_t idx, deliver::Dsn dsn) {
+  const proto::Recipient& r = req_.recipients[idx];
+  deliver::StatusReporter rep(a_.reporter(), req_.queue_id, stats_, session_ ? session_->namaddrport : "none");
+  int rc;
+  if (std::strcmp(what, "sent") == 0) {
+    rc = rep.sent(flags_, r, std::move(dsn));
+    if (rc == 0 && (req_.flags & proto::kDelReqFlagSuccess)) agent::mark_done(d_, r);
+  } else {
+    rc = dsn.temporary() ? rep.defer_append(flags_, r, std::move(dsn)) : rep.bounce_append(flags_, r, std::move(dsn));
+    if (rc == 0) agent::mark_done(d_, r);
+  }
+  return rc;
+}
+
+void DeliveryRun::bulk_fail(bool /*throttle*/) {
+  bool soft = !why_.status.empty() && why_.status[0] == '4';
+  bool soft_bounce = !why_.status.empty() && why_.status[0] == '5' && a_.reporter().soft_bounce;
+  if ((soft || soft_bounce) && !final_server_) {
+    log::info("%s: %s", req_.queue_id.c_str(), why_.reason.c_str());
+    for (size_t idx : todo_)
+      if (mark_[idx] == Mark::none) mark_[idx] = Mark::keep;
+    return;
+  }
+  if (stats_.conn_setup_done.sec == 0) {
+    stats_.conn_setup_done = now_time();
+    stats_.deliver_done = stats_.conn_setup_done;
+  } else {
+    stats_.deliver_done = now_time();
+  }
+  for (size_t idx : todo_) {
+    if (mark_[idx] != Mark::none) continue;
+    status_ |= report("fail", idx, why_);
+    mark_[idx] = Mark::drop;
+  }
+}
+
+void DeliveryRun::rcpt_fail(size_t idx, const std::string& mta_name, const Reply& reply, const std::string& reason) {
+  fill_dsn(mta_name, &reply, reply.dsn, reason);
+  bool soft = why_.status[0] == '4';
+  bool soft_bounce = why_.status[0] == '5' && a_.reporter().soft_bounce;
+  if ((soft || soft_bounce) && !final_server_) {
+    log::info("%s: %s", req_.queue_id.c_str(), why_.reason.c_str());
+    mark_[idx] = Mark::keep;
+    return;
+  }
+  status_ |= report("fail", idx, why_);
+  mark_[idx] = Mark::drop;
+}
+
+void DeliveryRun::rcpt_done(size_t idx, const Reply& reply) {
+  deliver::Dsn d;
+  d.status = reply.dsn;
+  d.reason = reply.flat();
+  d.mtype = "dns";
+  d.mname = session_->host;
+  d.dtype = "smtp";
+  d.dtext = reply.flat();
+  // A server that announced DSN does the SUCCESS notification itself; a
+  // success is "relayed", unless an LMTP server without DSN is final
+  // (lmtp_assume_final).
+  proto::Recipient r = req_.recipients[idx];
+  if (session_->features & kDsn) r.dsn_notify &= ~deliver::kDsnNotifySuccess;
+  d.action = !(session_->features & kDsn) && s_.lmtp && s_.lmtp_assume_final ? "delivered" : "relayed";
+  deliver::StatusReporter rep(a_.reporter(), req_.queue_id, stats_, session_->namaddrport);
+  int rc = rep.sent(flags_, r, std::move(d));
+  if (rc == 0 && (req_.flags & proto::kDelReqFlagSuccess)) agent::mark_done(d_, r);
+  status_ |= rc;
+  mark_[idx] = Mark::drop;
+}
+
+int DeliveryRun::stream_except(tls::Stream::Error kind, const std::string& where) {
+  Session& s = *session_;
+  std::string reason = kind == tls::Stream::Error::eof
+                           ? "lost connection with " + s.namaddr + " while " + where
+                           : "conversation with " + s.namaddr + " timed out while " + where;
+  why_ = deliver::Dsn::simple("4.4.2", reason);
+  has_why_ = true;
+  // RETRY_AS_PLAINTEXT: an opportunistic TLS session that failed.
+  if (s.tls_active && s.tls_level == TlsLevel::may) {
+    s.tls_retry_plain = true;
+    final_server_ = false;
+  }
+  s.dead = true;
+  bulk_fail(true);
+  return -1;
+}
+
+void DeliveryRun::rcpt_cleanup() {
+  std::vector<size_t> left;
+  for (size_t idx : todo_) {
+    if (mark_[idx] == Mark::drop) continue;
+    mark_[idx] = Mark::none;
+    left.push_back(idx);
+  }
+  todo_ = std::move(left);
+}
+
+// ---------------------------------------------------------------- addresses
+
+void DeliveryRun::sort_addresses(std::vector<ServerAddress>& list, bool shuffle) {
+  if (shuffle && s_.randomize_addresses) std::shuffle(list.begin(), list.end(), a_.rng());
+  int want = s_.address_preference == "ipv4" ? AF_INET : s_.address_preference == "ipv6" ? AF_INET6 : 0;
+  std::stable_sort(list.begin(), list.end(), [want](const ServerAddress& x, const ServerAddress& y) {
+    if (x.pref != y.pref) return x.pref < y.pref;
+    if (want) return (x.family == want) > (y.family == want);
+    return false;
+  });
+}
+
+void DeliveryRun::addr_one(std::vector<ServerAddress>& out, const std::string& host, unsigned pref) {
+  // A numerical name is an address.
+  unsigned char buf[sizeof(in6_addr)];
+  for (int family : {AF_INET, AF_INET6}) {
+    if (::inet_pton(family, host.c_str(), buf) == 1) {
+      if ((family == AF_INET && s_.ipv4) || (family == AF_INET6 && s_.ipv6))
+        out.push_back({host, host, family, pref});
+      return;
+    }
+  }
+  bool soft_before = has_why_ && !why_.status.empty() && why_.status[0] == '4';
+  if (s_.lookup_dns) {
+    std::vector<dns::Record> rr;
+    dns::Status worst = dns::Status::not_found;
+    std::string reason;
+    bool found = false;
+    std::vector<int> types;
+    if (s_.ipv4) types.push_back(dns::kTypeA);
+    if (s_.ipv6) types.push_back(dns::kTypeAaaa);
+    for (int type : types) {
+      std::string r;
+      dns::Status st = a_.resolver().query(host, type, rr, &r);
+      if (st == dns::Status::ok) {
+        found = true;
+        continue;
+      }
+      if (st == dns::Status::retry || (st == dns::Status::fail && worst != dns::Status::retry) || reason.empty()) {
+        if (st != dns::Status::not_found || worst == dns::Status::not_found) worst = st;
+        reason = r;
+      }
+      if (st == dns::Status::not_found && a_.resolver().last_nxdomain()) break;
+    }
+    if (found) {
+      for (const dns::Record& r : rr)
+        out.push_back({host, r.data, r.type == dns::kTypeA ? AF_INET : AF_INET6, pref});
+      return;
+    }
+    why_.reason = reason;
+    why_.mtype.clear();
+    why_.dtype.clear();
+    has_why_ = true;
+    switch (worst) {
+      case dns::Status::retry: why_.status = "4.4.3"; return;
+      case dns::Status::fail: why_.status = soft_before ? "4.4.3" : "5.4.3"; return;
+      default: why_.status = soft_before ? "4.4.4" : "5.4.4"; break;  // maybe native succeeds
+    }
+  }
+  if (s_.lookup_native) {
+    addrinfo hints{};
+    hints.ai_family = s_.ipv4 && s_.ipv6 ? AF_UNSPEC : s_.ipv4 ? AF_INET : AF_INET6;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res0 = nullptr;
+    int err = ::getaddrinfo(host.c_str(), nullptr, &hints, &res0);
+    if (err != 0) {
+      bool retry = err == EAI_AGAIN || err == EAI_MEMORY || err == EAI_SYSTEM;
+      bool nohost = err == EAI_AGAIN || err == EAI_NONAME
+#ifdef EAI_NODATA
+                    || err == EAI_NODATA
+#endif
+          ;
+      why_ = deliver::Dsn::simple((soft_before || retry) ? (nohost ? "4.4.4" : "4.3.0") : (nohost ? "5.4.4" : "5.3.0"),
+                                  "unable to look up host " + host + ": " + ::gai_strerror(err));
+      has_why_ = true;
+      return;
+    }
+    size_t before = out.size();
+    for (addrinfo* ai = res0; ai; ai = ai->ai_next) {
+      char text[INET6_ADDRSTRLEN];
+      const void* src = ai->ai_family == AF_INET ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(ai->ai_addr)->sin_addr)
+                                                 : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(ai->ai_addr)->sin6_addr);
+      if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) || !::inet_ntop(ai->ai_family, src, text, sizeof text)) continue;
+      bool dup = false;
+      for (size_t i = before; i < out.size(); ++i) dup = dup || out[i].addr == text;
+      if (!dup) out.push_back({host, text, ai->ai_family, pref});
+    }
+    ::freeaddrinfo(res0);
+    if (out.size() == before) {
+      why_ = deliver::Dsn::simple(soft_before ? "4.4.4" : "5.4.4", host + ": host not found");
+      has_why_ = true;
+    }
+  }
+}
+
+std::vector<ServerAddress> DeliveryRun::host_addr(const std::string& name) {
+  std::vector<ServerAddress> list;
+  addr_one(list, name, 0);
+  sort_addresses(list, true);
+  return list;
+}
+
+std::vector<ServerAddress> DeliveryRun::domain_addr(const std::string& name) {
+  std::vector<ServerAddress> list;
+  std::vector<dns::Record> mx;
+  std::string reason;
+  has_why_ = false;
+  dns::Status st = a_.resolver().query(name, dns::kTypeMx, mx, &reason);
+  auto set = [&](const char* status) {
+    why_ = deliver::Dsn::simple(status, reason);
+    has_why_ = true;
+  };
+  switch (st) {
+    case dns::Status::retry:
+      set("4.4.3");
+      if (s_.ignore_mx_lookup_error) list = host_addr(name);
+      break;
+    case dns::Status::fail:
+      set("5.4.3");
+      if (s_.ignore_mx_lookup_error) list = host_addr(name);
+      break;
+    case dns::Status::null_mx:
+      set("5.1.0");
+      break;
+    case dns::Status::not_found:
+      list = host_addr(name);
+      break;
+    case dns::Status::ok:
+      dns::sort_mx(mx, a_.rng());
+      for (const dns::Record& r : mx) addr_one(list, r.data, r.pref);
+      sort_addresses(list, true);
+      break;
+  }
+  return list;
+}
+
+// ---------------------------------------------------------------- connections
+
+std::unique_ptr<Session> DeliveryRun::connect_sock(int sock, const sockaddr* sa, socklen_t len, const std::string& host,
+                                                   const std::string& addr, unsigned port) {
+  int rc;
+  int err = 0;
+  if (s_.connect_timeout > 0) {
+    ::fcntl(sock, F_SETFL, ::fcntl(sock, F_GETFL) | O_NONBLOCK);
+    rc = ::connect(sock, sa, len);
+    if (rc < 0 && errno == EINPROGRESS) {
+      pollfd p{sock, POLLOUT, 0};
+      int n;
+      do n = ::poll(&p, 1, static_cast<int>(s_.connect_timeout * 1000));
+      while (n < 0 && errno == EINTR);
+      if (n == 0) {
+        rc = -1;
+        err = ETIMEDOUT;
+      } else {
+        socklen_t el = sizeof err;
+        ::getsockopt(sock, SOL_SOCKET, SO_ERROR, &err, &el);
+        rc = err ? -1 : 0;
+      }
+    } else if (rc < 0) {
+      err = errno;
+    }
+  } else {
+    rc = ::connect(sock, sa, len);
+    if (rc < 0) err = errno;
+  }
+  if (rc < 0) {
+    std::string text = std::strerror(err);
+    why_ = deliver::Dsn::simple("4.4.1", port ? "connect to " + host + "[" + addr + "]:" + std::to_string(port) + ": " + text
+                                              : "connect to " + host + "[" + addr + "]: " + text);
+    has_why_ = true;
+    ::close(sock);
+    return nullptr;
+  }
+  auto s = std::make_unique<Session>();
+  s->stream = std::make_unique<tls::Stream>(sock);
+  s->host = host;
+  s->addr = addr;
+  s->port = port;
+  s->namaddr = host + "[" + addr + "]";
+  s->namaddrport = port ? s->namaddr + ":" + std::to_string(port) : s->namaddr;
+  return s;
+}
+
+std::unique_ptr<Session> DeliveryRun::connect_addr(const ServerAddress& a, unsigned port) {
+  sockaddr_storage ss{};
+  socklen_t len;
+  if (a.family == AF_INET) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(static_cast<uint16_t>(port));
+    ::inet_pton(AF_INET, a.addr.c_str(), &sin->sin_addr);
+    len = sizeof *sin;
+  } else {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(static_cast<uint16_t>(port));
+    ::inet_pton(AF_INET6, a.addr.c_str(), &sin6->sin6_addr);
+    len = sizeof *sin6;
+  }
+  int sock = ::socket(a.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) log::fatal("smtp_connect_addr: socket: %s", std::strerror(errno));
+  return connect_sock(sock, reinterpret_cast<sockaddr*>(&ss), len, a.host, a.addr, port);
+}
+
+void DeliveryRun::cleanup_session() {
+  session_.reset();
+  rcpt_cleanup();
+  // Time spent on a failed server counts as connection set-up for the next.
+  stats_.conn_setup_done = {};
+  stats_.deliver_done = {};
+}
+
+void DeliveryRun::connect_local(const std::string& path) {
+  sockaddr_un sun{};
+  if (path.size() >= sizeof sun.sun_path) {
+    log::warning("unix-domain name too long: %s", path.c_str());
+    why_ = deliver::Dsn::simple("4.3.5", "Server configuration error");
+    has_why_ = true;
+    return;
+  }
+  sun.sun_family = AF_UNIX;
+  std::memcpy(sun.sun_path, path.c_str(), path.size() + 1);
+  int sock = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) log::fatal("smtp_connect_unix: socket: %s", std::strerror(errno));
+  session_ = connect_sock(sock, reinterpret_cast<sockaddr*>(&sun), sizeof sun, s_.myhostname, path, 0);
+  if (!session_) return;
+  session_->tls_level = s_.tls_level;
+  if (session_->tls_level == TlsLevel::may) {
+    log::warning("smtp_connect_local: opportunistic TLS encryption is not appropriate for unix-domain destinations.");
+    session_->tls_level = TlsLevel::none;
+  }
+  final_server_ = true;
+  if (helo(false) != 0) {
+    if (!session_->dead) quit();
+  } else {
+    xfer();
+  }
+  cleanup_session();
+}
+
+void DeliveryRun::connect_inet(const std::string& dest) {
+  if (!s_.ipv4 && !s_.ipv6) {
+    why_ = deliver::Dsn::simple("4.4.4", "all network protocols are disabled");
+    has_why_ = true;
+    return;
+  }
+  std::string error;
+  std::optional<NextHop> hop = parse_nexthop(dest, s_.def_service, s_.lmtp, error);
+  if (!hop) log::fatal("%s", error.c_str());
+  if (hop->port == 465) {
+    log::info("CLIENT wrappermode (port smtps/465) is unimplemented");
+    log::info("instead, send to (port submission/587) with STARTTLS");
+  }
+  nexthop_domain_ = hop->host;
+  loop_detect_ = !s_.lmtp && hop->port == 25;
+  bool lookup_mx = !s_.lmtp && s_.dns_enabled && hop->lookup_mx;
+  std::vector<ServerAddress> list = lookup_mx ? domain_addr(hop->host) : host_addr(hop->host);
+  if (list.empty()) return;
+  unsigned best_pref = list.front().pref;
+  int addr_count = 0, sess_count = 0;
+  bool retry_plain = false;
+  for (size_t i = 0; i < list.size() && rcpt_left() > 0;) {
+    const ServerAddress& a = list[i];
+    bool last = i + 1 >= list.size();
+    if (++addr_count == s_.mx_address_limit) last = true;
+    TlsLevel level = retry_plain ? TlsLevel::none : s_.tls_level;
+    retry_plain = false;
+    session_ = connect_addr(a, hop->port);
+    size_t next = last ? list.size() : i + 1;
+    if (session_) {
+      session_->tls_level = level;
+      if (a.pref == best_pref) session_->features |= kBestMx;
+      final_server_ = last;
+      if (helo(false) != 0) {
+        if (session_->tls_retry_plain) {  // the same address again, without TLS
+          retry_plain = true;
+          --addr_count;
+          next = i;
+        }
+        if (!session_->dead) quit();
+      } else {
+        if (++sess_count == s_.mx_session_limit) next = list.size();
+        final_server_ = next >= list.size();
+        xfer();
+      }
+      cleanup_session();
+    } else {
+      log::info("%s", why_.reason.c_str());  // includes the address and port
+    }
+    i = next;
+  }
+}
+
+// ---------------------------------------------------------------- the dialogue
+
+Reply DeliveryRun::read_reply() {
+  ReplyReader reader(s_.line_limit);
+  std::string line;
+  for (;;) {
+    bool fits = session_->stream->read_line(line, s_.line_limit);
+    if (!fits)
+      log::warning("%s: response longer than %zu: %.30s...", session_->namaddr.c_str(), s_.line_limit,
+                   printable(line).c_str());
+    if (reader.add_line(line)) break;
+  }
+  return reader.take();
+}
+
+int DeliveryRun::helo(bool in_starttls) {
+  Session& s = *session_;
+  std::string where;
+  s.stream->set_timeout(s_.helo_timeout);
+  try {
+    Reply r;
+    if (!in_starttls) {
+      where = "receiving the initial server greeting";
+      r = read_reply();
+      if (r.code / 100 != 2) {
+        if (r.code / 100 == 5 && s_.skip_5xx_greeting) r.dsn[0] = '4';
+        return site_fail(s.host, &r, "host " + s.namaddr + " refused to talk to me: " + r.flat());
+      }
+      if (s.tls_level == TlsLevel::unsupported)
+        return fake_fail("4.7.0", "client TLS configuration problem");
+      // The greeting's words: our own name (a loop), ESMTP.
+      std::string first = r.text.substr(0, r.text.find('\n'));
+      std::vector<std::string> words;
+      for (size_t i = 4; i < first.size();) {
+        size_t e = first.find_first_of(" \t", i);
+        if (e == std::string::npos) e = first.size();
+        if (e > i) words.push_back(first.substr(i, e - i));
+        i = e + 1;
+      }
+      if (!words.empty() && strcasecmp(words[0].c_str(), s_.myhostname.c_str()) == 0 && loop_detect_)
+        log::warning("host %s greeted me with my own hostname %s", s.namaddrport.c_str(), s_.myhostname.c_str());
+      s.features |= kEsmtp;  // smtp_always_send_ehlo
+      if (s_.never_ehlo) s.features &= ~kEsmtp;
+    } else {
+      s.features |= kEsmtp;
+    }
+    if (!s_.lmtp) {
+      where = "performing the EHLO handshake";
+      if (s.features & kEsmtp) {
+        s.stream->write("EHLO " + s_.helo_name + "\r\n");
+        r = read_reply();
+        if (r.code / 100 != 2) {
+          if (r.code == 421) return site_fail(s.host, &r, "host " + s.namaddr + " refused to talk to me: " + r.flat());
+          s.features &= ~kEsmtp;
+        }
+      }
+      if (!(s.features & kEsmtp)) {
+        where = "performing the HELO handshake";
+        s.stream->write("HELO " + s_.helo_name + "\r\n");
+        r = read_reply();
+        if (r.code / 100 != 2) return site_fail(s.host, &r, "host " + s.namaddr + " refused to talk to me: " + r.flat());
+      }
+    } else {
+      where = "performing the LHLO handshake";
+      s.stream->write("LHLO " + s_.helo_name + "\r\n");
+      r = read_reply();
+      if (r.code / 100 != 2) return site_fail(s.host, &r, "host " + s.namaddr + " refused to talk to me: " + r.flat());
+    }
+    if (s.features & kEsmtp) {
+      unsigned discard = s_.discard_ehlo;
+      if (!s_.discard_ehlo_text.empty()) log::info("%s", s_.discard_ehlo_text.c_str());
+      size_t n = 0;
+      size_t pos = 0;
+      while (pos <= r.text.size()) {
+        size_t e = r.text.find('\n', pos);
+        if (e == std::string::npos) e = r.text.size();
+        std::string line = r.text.substr(pos, e - pos);
+        pos = e + 1;
+        // "code (SP|-) keyword (SP|=) params"
+        size_t k = line.find_first_of("- ");
+        if (k == std::string::npos) continue;
+        k = line.find_first_not_of("- ", k);
+        if (k == std::string::npos) continue;
+        size_t ke = line.find_first_of(" \t=", k);
+        std::string word = line.substr(k, ke == std::string::npos ? std::string::npos : ke - k);
+        std::string rest = ke == std::string::npos ? "" : line.substr(ke + 1);
+        if (n == 0) {
+          if (strcasecmp(word.c_str(), s_.myhostname.c_str()) == 0 && loop_detect_) {
+            log::warning("host %s replied to HELO/EHLO with my own hostname %s", s.namaddrport.c_str(), s_.myhostname.c_str());
+            return fake_fail((s.features & kBestMx) ? "5.4.6" : "4.4.6", "mail for " + req_.nexthop + " loops back to myself");
+          }
+        } else if (strcasecmp(word.c_str(), "8BITMIME") == 0) {
+          if (!(discard & kMask8BitMime)) s.features |= k8BitMime;
+        } else if (strcasecmp(word.c_str(), "PIPELINING") == 0) {
+          if (!(discard & kMaskPipelining)) s.features |= kPipelining;
+        } else if (strcasecmp(word.c_str(), "SIZE") == 0) {
+          if (!(discard & kMaskSize)) {
+            s.features |= kSize;
+            std::string limit = rest.substr(0, rest.find_first_of(" \t"));
+            if (!limit.empty() && limit.find_first_not_of("0123456789") != std::string::npos)
+              log::warning("bad EHLO SIZE limit \"%s\" from %s", limit.c_str(), s.namaddrport.c_str());
+          }
+        } else if (strcasecmp(word.c_str(), "STARTTLS") == 0) {
+          if (!(discard & kMaskStartTls)) s.features |= kStartTls;
+        } else if (strcasecmp(word.c_str(), "DSN") == 0) {
+          if (!(discard & kMaskDsn)) s.features |= kDsn;
+        } else if (strcasecmp(word.c_str(), "SMTPUTF8") == 0) {
+          if (!(discard & kMaskSmtpUtf8)) s.features |= kSmtpUtf8;
+        }
+        ++n;
+      }
+    }
+    if (!in_starttls) {
+      if ((s.features & kStartTls) && s_.tls_note_starttls_offer && s.tls_level == TlsLevel::none)
+        log::info("Host offered STARTTLS: [%s]", s.host.c_str());
+      if ((s.features & kStartTls) && a_.tls() && s.tls_level >= TlsLevel::may) {
+        s.stream->set_timeout(s_.starttls_timeout);
+        where = "receiving the STARTTLS response";
+        s.stream->write("STARTTLS\r\n");
+        r = read_reply();
+        if (r.code / 100 == 2) {
+          s.features &= kBestMx;
+          return start_tls();
+        }
+        s.features &= ~kStartTls;
+        if (s.tls_level >= TlsLevel::encrypt)
+          return site_fail(s.host, &r, "TLS is required, but host " + s.namaddr + " refused to start TLS: " + r.flat());
+      }
+      if (s.tls_level >= TlsLevel::encrypt) {
+        if (!(s.features & kStartTls))
+          return fake_fail("4.7.4", "TLS is required, but was not offered by host " + s.namaddr);
+        if (!a_.tls()) return fake_fail("4.7.5", "TLS is required, but our TLS engine is unavailable");
+        return fake_fail("4.7.0", "TLS is required, but unavailable");
+      }
+    }
+  } catch (const tls::Stream::IoError& e) {
+    return stream_except(e.kind, where);
+  }
+  // SMTPUTF8 (RFC 6531): mail that needs it cannot go to a server without it.
+  if ((req_.smtputf8 & kUtf8Requested) && !(s.features & kSmtpUtf8) && !s_.lmtp) {
+    bool needs = !all_ascii(req_.sender);
+    for (size_t idx : todo_) needs = needs || !all_ascii(req_.recipients[idx].address);
+    if (needs) {
+      fill_dsn("", nullptr, "5.6.7", "SMTPUTF8 is required, but was not offered by host " + s.namaddr);
+      bool saved = final_server_;
+      final_server_ = true;  // a message failure: no other server will do better
+      bulk_fail(false);
+      final_server_ = saved;
+      return -1;
+    }
+  }
+  return 0;
+}
+
+int DeliveryRun::start_tls() {
+  Session& s = *session_;
+  std::string servername;
+  if (s_.tls_servername == "hostname") servername = s.host;
+  else if (s_.tls_servername == "nexthop") servername = nexthop_domain_;
+  else servername = s_.tls_servername;
+  SSL* ssl = a_.tls()->new_ssl(s.tls_level >= TlsLevel::encrypt, servername, s.namaddrport);
+  s.stream->set_timeout(s_.starttls_timeout);
+  if (ssl == nullptr || !s.stream->start_tls(ssl, s.namaddrport)) {
+    s.dead = true;
+    if (s.tls_level == TlsLevel::may) {  // RETRY_AS_PLAINTEXT
+      s.tls_retry_plain = true;
+      final_server_ = false;
+    }
+    return fake_fail("4.7.5", "Cannot start TLS: handshake failure");
+  }
+  s.tls_active = true;
+  tls::SessionInfo info = tls::describe(s.stream->ssl(), false, s_.tls_fingerprint_digest);
+  if (a_.tls()->loglevel() >= 1) log::info("%s", tls::connection_summary(info, s.namaddrport).c_str());
+  return helo(true);
+}
+
+void DeliveryRun::quit() {
+  Session& s = *session_;
+  try {
+    s.stream->set_timeout(s_.quit_timeout);
+    s.stream->write("QUIT\r\n");
+    s.stream->flush();
+    if (!s_.skip_quit_response) read_reply();
+  } catch (const tls::Stream::IoError&) {
+  }
+}
+
+long long DeliveryRun::state_timeout(int st) const {
+  switch (st) {
+    case kMail: return s_.mail_timeout;
+    case kRcpt: return s_.rcpt_timeout;
+    case kData: return s_.data_init_timeout;
+    case kDot: return s_.data_done_timeout;
+    case kAbort: return s_.rset_timeout;
+    default: return s_.quit_timeout;
+  }
+}
+
+std::string DeliveryRun::mail_command() {
+  Session& s = *session_;
+  std::string cmd = "MAIL FROM:<" + (req_.sender.empty() ? std::string() : quote_821(req_.sender)) + ">";
+  if (s.features & kSize) cmd += " SIZE=" + std::to_string(req_.data_size);
+  if (s.features & k8BitMime) {
+    if (req_.encoding == "8bit") cmd += " BODY=8BITMIME";
+    else if (req_.encoding == "7bit") cmd += " BODY=7BIT";
+    else if (!req_.encoding.empty())
+      log::warning("%s: unknown content encoding: %s", req_.queue_id.c_str(), req_.encoding.c_str());
+  }
+  if ((s.features & kSmtpUtf8) && (req_.smtputf8 & kUtf8Requested)) cmd += " SMTPUTF8";
+  if (s.features & kDsn) {
+    if (!req_.dsn_envid.empty()) cmd += " ENVID=" + xtext(req_.dsn_envid);
+    if (req_.dsn_ret) cmd += std::string(" RET=") + dsn_ret_text(req_.dsn_ret);
+  }
+  return cmd;
+}
+
+std::string DeliveryRun::rcpt_command(const proto::Recipient& r) {
+  std::string cmd = "RCPT TO:<" + quote_821(r.address) + ">";
+  if (session_->features & kDsn) {
+    if (!r.dsn_orcpt.empty()) cmd += " ORCPT=" + xtext(r.dsn_orcpt);
+    else if (!r.orig_addr.empty()) cmd += " ORCPT=" + xtext("rfc822;" + r.orig_addr);
+    if (r.dsn_notify) cmd += " NOTIFY=" + dsn_notify_text(r.dsn_notify);
+  }
+  return cmd;
+}
+
+// smtp_text_out(): content records as SMTP lines: dot stuffing, CR LF,
+// lines longer than smtp_line_length_limit broken (the rest starts with a
+// space), a missing final newline added.
+void DeliveryRun::send_body() {
+  tls::Stream& out = *session_->stream;
+  const size_t limit = s_.line_length_limit;
+  size_t space_left = limit;
+  char prev_type = 0;
+  bool said_breaking = false;
+  queue::Envelope env;
+  std::string error;
+  env.data_offset = req_.data_offset;
+  if (!d_.file->read_envelope(&env, &error)) log::fatal("%s: read queue file: %s", req_.queue_id.c_str(), error.c_str());
+  bool ok = d_.file->read_content(env, [&](char type, std::string_view text) {
+    bool cont = type == queue::rec::kCont;
+    std::string_view data = text;
+    do {
+      if (space_left == limit && !data.empty() && data[0] == '.') out.write(".");
+      if (limit > 0 && data.size() >= space_left) {
+        if (!said_breaking) {
+          log::info("%s: breaking line > %zu bytes with <CR><LF>SPACE", req_.queue_id.c_str(), limit);
+          said_breaking = true;
+        }
+        out.write(data.substr(0, space_left));
+        out.write("\r\n");
+        data.remove_prefix(space_left);
+        space_left = limit;
+        if (!data.empty() || cont) {
+          out.write(" ");
+          space_left -= 1;
+        }
+      } else {
+        out.write(data);
+        if (cont) {
+          space_left -= data.size();
+        } else {
+          out.write("\r\n");
+          space_left = limit;
+        }
+        break;
+      }
+    } while (!data.empty());
+    prev_type = type;
+    if (out.pending() > 65536) out.flush();
+    return true;
+  }, &error);
+  if (!ok) log::fatal("%s: read queue file: %s", req_.queue_id.c_str(), error.c_str());
+  if (prev_type == queue::rec::kCont) out.write("\r\n");
+}
+
+int DeliveryRun::xfer() {
+  Session& s = *session_;
+  const bool trace_only = (req_.flags & deliver::kTraceOnlyMask) != 0;
+  const bool pipelining = (s.features & kPipelining) != 0;
+  struct Cmd {
+    int state;
+    std::string text;
+    size_t rcpt = 0;
+  };
+  std::vector<Cmd> cmds;
+  stats_.conn_setup_done = now_time();
+  cmds.push_back({kMail, mail_command()});
+  for (size_t idx : todo_) cmds.push_back({kRcpt, rcpt_command(req_.recipients[idx]), idx});
+  cmds.push_back({trace_only ? kAbort : kData, trace_only ? "RSET" : "DATA"});
+
+  // A batch fills at most the socket's send buffer (Postfix: SO_SNDBUF,
+  // at most VSTREAM_BUFSIZE); without PIPELINING every command waits.
+  const size_t sndbuf = pipelining ? 4096 : 0;
+  bool mail_from_rejected = false;
+  int nrcpt = 0;
+  std::vector<size_t> survivors;  // LMTP: accepted recipients, in order
+  int recv_state = kMail;
+  auto handle = [&](const Cmd& c, const Reply& r) {
+    switch (c.state) {
+      case kMail:
+        if (r.code / 100 != 2) {
+          fill_dsn(s.host, &r, r.dsn, "host " + s.namaddr + " said: " + r.flat() + " (in reply to " + kXferRequest[kMail] + ")");
+          bulk_fail(false);
+          mail_from_rejected = true;
+        }
+        break;
+      case kRcpt:
+        if (mail_from_rejected) break;
+        if (r.code / 100 == 2) {
+          survivors.push_back(c.rcpt);
+          ++nrcpt;
+          if (trace_only) rcpt_done(c.rcpt, r);
+        } else {
+          rcpt_fail(c.rcpt, s.host, r, "host " + s.namaddr + " said: " + r.flat() + " (in reply to " + kXferRequest[kRcpt] + ")");
+        }
+        break;
+      case kData:
+        if (r.code / 100 != 3) {
+          if (nrcpt > 0) {
+            fill_dsn(s.host, &r, r.dsn, "host " + s.namaddr + " said: " + r.flat() + " (in reply to " + kXferRequest[kData] + ")");
+            bulk_fail(false);
+          }
+          nrcpt = -1;
+        }
+        break;
+      default:
+        break;
+    }
+  };
+  auto abort_session = [&]() {
+    // RSET, then QUIT; failures no longer matter (nothing is being sent).
+    try {
+      s.stream->set_timeout(s_.rset_timeout);
+      s.stream->write("RSET\r\n");
+      if (!pipelining) {
+        read_reply();
+        s.stream->write("QUIT\r\n");
+        s.stream->flush();
+      } else {
+        s.stream->write("QUIT\r\n");
+        read_reply();
+      }
+      s.stream->set_timeout(s_.quit_timeout);
+      if (!s_.skip_quit_response) read_reply();
+    } catch (const tls::Stream::IoError&) {
+    }
+    return 0;
+  };
+
+  size_t i = 0;
+  while (i < cmds.size()) {
+    size_t end = i;
+    size_t bytes = 0;
+    do {
+      bytes += cmds[end].text.size() + 2;
+      s.stream->write(cmds[end].text + "\r\n");
+      ++end;
+    } while (end < cmds.size() && bytes + cmds[end].text.size() + 2 <= sndbuf);
+    for (size_t j = i; j < end; ++j) {
+      recv_state = cmds[j].state;
+      s.stream->set_timeout(state_timeout(recv_state));
+      Reply r;
+      try {
+        r = read_reply();
+      } catch (const tls::Stream::IoError& e) {
+        return stream_except(e.kind, kXferStates[recv_state]);
+      }
+      handle(cmds[j], r);
+    }
+    i = end;
+    // Course corrections at the points where the sender waits.
+    if (i < cmds.size()) {
+      if (mail_from_rejected || (cmds[i].state == kData && nrcpt == 0) || (cmds[i].state == kAbort && nrcpt == 0))
+        return abort_session();
+    }
+  }
+  if (trace_only) {  // RSET was sent and answered
+    try {
+      s.stream->set_timeout(s_.quit_timeout);
+      s.stream->write("QUIT\r\n");
+      s.stream->flush();
+      if (!s_.skip_quit_response) read_reply();
+    } catch (const tls::Stream::IoError&) {
+    }
+    return 0;
+  }
+  if (mail_from_rejected || nrcpt < 0) return abort_session();
+
+  // DATA was accepted: the message (or just "." when no recipient was).
+  bool lost_in_data = false;
+  try {
+    s.stream->set_timeout(s_.data_xfer_timeout);
+    if (nrcpt > 0) send_body();
+    s.stream->write(".\r\n");
+    if (pipelining) s.stream->write("QUIT\r\n");
+    s.stream->flush();
+  } catch (const tls::Stream::IoError& e) {
+    if (e.kind != tls::Stream::Error::eof) return stream_except(e.kind, "sending message body");
+    lost_in_data = true;  // maybe the server said why before it hung up
+  }
+  s.stream->set_timeout(s_.data_done_timeout);
+  size_t replies = s_.lmtp && nrcpt > 0 ? survivors.size() : 1;
+  for (size_t k = 0; k < replies; ++k) {
+    Reply r;
+    try {
+      r = read_reply();
+    } catch (const tls::Stream::IoError& e) {
+      return stream_except(e.kind, lost_in_data ? "sending message body" : kXferStates[kDot]);
+    }
+    stats_.deliver_done = now_time();
+    if (nrcpt <= 0) break;
+    std::string reason = "host " + s.namaddr + " said: " + r.flat() + " (in reply to " + kXferRequest[kDot] + ")";
+    if (!s_.lmtp) {
+      if (r.code / 100 != 2) {
+        fill_dsn(s.host, &r, r.dsn, reason);
+        bulk_fail(false);
+      } else {
+        for (size_t idx : survivors)
+          if (mark_[idx] == Mark::none) rcpt_done(idx, r);
+      }
+    } else {
+      if (r.code / 100 != 2) rcpt_fail(survivors[k], s.host, r, reason);
+      else rcpt_done(survivors[k], r);
+    }
+  }
+  if (lost_in_data) return 0;
+  try {
+    if (!pipelining) {
+      s.stream->set_timeout(s_.quit_timeout);
+      s.stream->write("QUIT\r\n");
+      s.stream->flush();
+    }
+    if (!s_.skip_quit_response) {
+      s.stream->set_timeout(s_.quit_timeout);
+      read_reply();
+    }
+  } catch (const tls::Stream::IoError&) {
+  }
+  return 0;
+}
+
+int DeliveryRun::run() {
+  if (req_.nexthop.empty()) log::fatal("empty nexthop hostname");
+  if (req_.recipients.empty()) log::fatal("recipient count: %zu", req_.recipients.size());
+  if (s_.lmtp && req_.nexthop.compare(0, 5, "unix:") == 0) connect_local(req_.nexthop.substr(5));
+  else connect_inet(req_.nexthop);
+  // Whoever is left: the last reason, from no server (relay=none).
+  if (rcpt_left() > 0) {
+    session_.reset();
+    final_server_ = true;
+    if (!has_why_) {
+      why_ = deliver::Dsn::simple("4.3.0", "server unavailable or unable to receive mail");
+      has_why_ = true;
+    } else if (!why_.status.empty() && why_.status[0] != '4' && !s_.lmtp && req_.nexthop == s_.relayhost) {
+      log::warning("relayhost configuration problem");
+      why_.status = "4.3.5";
+    }
+    for (size_t idx : todo_) mark_[idx] = Mark::none;
+    bulk_fail(true);
+  }
+  return status_ == 0 ? 0 : -1;
+}
+
+}  // namespace
+
+Agent::Agent(Settings settings, deliver::ReporterConfig reporter, std::unique_ptr<tls::ClientContext> tls)
+    : settings_(std::move(settings)), reporter_(std::move(reporter)), tls_(std::move(tls)), rng_(std::random_device{}()) {}
+
+int Agent::deliver(agent::Delivery& delivery) {
+  DeliveryRun run(*this, delivery);
+  return run.run();
+}
+
+}  // namespace mta::smtp
