@@ -88,10 +88,7 @@ Settings load_settings(const config::Config& config, const std::string& service_
   s.hash_queue_names = config.get_list("hash_queue_names");
   s.hash_queue_depth = static_cast<int>(config.get_int("hash_queue_depth"));
   if (s.hash_queue_depth < 1) s.hash_queue_depth = 1;
-  // Postfix's default is yes; the comsat notification is not implemented here.
-  if (config.get_bool("biff"))
-    log::warning("biff = yes: the biff (comsat) notification is not implemented by this version; "
-                 "set \"biff = no\" in main.cf to silence this warning");
+  s.biff = config.get_bool("biff");
 
   s.alias_maps_spec = local_alias_maps_spec(config.get("alias_maps"));
   s.home_mailbox = config.get("home_mailbox");

@@ -103,6 +103,7 @@ struct Settings {
   int lock_mask = kLockFcntl | kLockDotlock;
 
   bool frozen_delivered_to = true;
+  bool biff = true;  // comsat notice after an mbox delivery
   bool strict_mailbox_ownership = true;
   bool owner_request_special = true;
   bool expand_owner_alias = false;

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "local/local_agent.hpp"
+#include "deliver/biff_notify.hpp"
 #include "deliver/mailbox_file.hpp"
 #include "deliver/mail_copy.hpp"
 #include "deliver/maildir.hpp"
@@ -118,6 +119,7 @@ int LocalAgent::deliver_mailbox_file(State state, UserAttr usr) {
   CopyResult copy;
   copy.status = kCopyStatWrite;
   Dsn why;
+  off_t end = 0;  // where the new message starts, for biff
   set_eugid(spool_uid, spool_gid);
   {
     auto mp = LockedMailbox::open(mailbox, O_APPEND | O_WRONLY | O_CREAT, S_IRUSR | S_IWUSR, chown_uid, chown_gid,
@@ -133,6 +135,7 @@ int LocalAgent::deliver_mailbox_file(State state, UserAttr usr) {
       } else {
         LimitedFileSink sink(mp->take_fd(), true, settings_.mailbox_size_limit);
         CopyEnvelope env{m.sender, m.rcpt.orig_addr, m.delivered.value_or(m.rcpt.address), std::time(nullptr)};
+        end = sink.start_offset();
         copy = mail_copy(message_.fd, message_.path, message_.data_offset, env, copy_flags, sink);
         why = copy.why;
       }
@@ -146,6 +149,7 @@ int LocalAgent::deliver_mailbox_file(State state, UserAttr usr) {
     why.reason = "cannot update mailbox " + mailbox + " for user " + m.user + ". " + why.reason;
     return bounce_or_defer(state, std::move(why));
   }
+  if (settings_.biff) biff_notify(usr.logname.value_or(m.user) + "@" + std::to_string(static_cast<long long>(end)));
   return sent(state, Dsn::simple("2.0.0", "delivered to mailbox"));
 }
 

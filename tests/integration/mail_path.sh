@@ -92,13 +92,32 @@ printf '%s\n' "$U1@mail.test.example" > "$T/home/$U3/.forward"; chown "$U3:" "$T
 printf 'Subject: fwd\n\nforwarded by dot-forward\n' | send -f root "spooled@mail.test.example"
 check ".forward sends the mail on" sh -c "grep -rl 'forwarded by dot-forward' '$T/home/$U1/Maildir/new'"
 rm -f "$T/home/$U3/.forward"
-"$B/postconf" -c "$T" -e "home_mailbox ="
+"$B/postconf" -c "$T" -e "home_mailbox =" "biff = yes"
+# biff = yes: local sends comsat "user@offset" (with a NUL) to 127.0.0.1:biff.
+timeout 30 python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", socket.getservbyname("biff", "udp")))
+except OSError as e:
+    open(sys.argv[1], "w").write("cannot bind: %s" % e); sys.exit(0)
+s.settimeout(25)
+data, _ = s.recvfrom(1000)
+open(sys.argv[1], "wb").write(data)
+' "$T/biff.got" &
+BIFF_PID=$!
+sleep 0.5
 "$B/postfix" -c "$T" reload >/dev/null
 sleep 1
 printf 'Subject: mbox\n\nFrom the start of a line\n' | send -f root "$U3@mail.test.example"
 check "mail reaches an mbox in mail_spool_directory" grep -q '^>From the start of a line' "$T/spool/$U3"
 check "the mbox starts with a From_ line" sh -c "head -1 '$T/spool/$U3' | grep -q '^From root@mail.test.example '"
-"$B/postconf" -c "$T" -e "home_mailbox = Maildir/"
+wait "$BIFF_PID" 2>/dev/null
+if grep -q "^cannot bind" "$T/biff.got" 2>/dev/null; then echo "# skip biff: $(cat "$T/biff.got")"
+elif [ "$(tr '\0' '|' < "$T/biff.got" 2>/dev/null)" = "$U3@0|" ]; then ok "biff: comsat is told user@offset"
+else bad "biff: comsat is told user@offset" "got: $(tr '\0' '|' < "$T/biff.got" 2>/dev/null)"; fi
+"$B/postconf" -c "$T" -e "home_mailbox = Maildir/" "biff = no"
 "$B/postfix" -c "$T" reload >/dev/null
 sleep 1
 
