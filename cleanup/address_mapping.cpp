@@ -23,26 +23,13 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-int name_mask(std::string_view parameter, std::string_view value,
-              std::initializer_list<std::pair<std::string_view, int>> table) {
-  int mask = 0;
-  for (const std::string& word : config::split_list(value)) {
-    std::string w = lower(word);
-    auto it = std::find_if(table.begin(), table.end(), [&](const auto& e) { return e.first == w; });
-    if (it == table.end())
-      throw config::ConfigError("unknown " + std::string(parameter) + " value \"" + word + "\" in \"" +
-                                std::string(value) + "\"");
-    mask |= it->second;
-  }
-  return mask;
-}
 
 constexpr int kMap11Rounds = 10;  // cleanup_map11's MAX_RECURSION
 
 }  // namespace
 
 int parse_address_classes(std::string_view parameter, std::string_view value) {
-  return name_mask(parameter, value,
+  return config::name_mask(parameter, value,
                    {{"envelope_sender", kClassEnvFrom},
                     {"envelope_recipient", kClassEnvRcpt},
                     {"header_sender", kClassHdrFrom},
@@ -51,7 +38,7 @@ int parse_address_classes(std::string_view parameter, std::string_view value) {
 
 int parse_ext_prop_for_cleanup(std::string_view value) {
   // local(8) validates the same list; cleanup uses two of its words.
-  return name_mask("propagate_unmatched_extensions", value,
+  return config::name_mask("propagate_unmatched_extensions", value,
                    {{"canonical", kExtPropCanonical},
                     {"virtual", kExtPropVirtual},
                     {"alias", 0},

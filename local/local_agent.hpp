@@ -31,6 +31,7 @@
 
 #include "ipc/mail_proto.hpp"
 #include "deliver/status_reporter.hpp"
+#include "deliver/delivered_to.hpp"
 #include "local/local_settings.hpp"
 #include "local/mail_services.hpp"
 #include "deliver/user_privileges.hpp"
@@ -82,9 +83,6 @@ struct QueueMessage {
   long data_offset = 0;
   std::unordered_set<std::string> delivered_to;  // folded Delivered-To: values of the message
 };
-
-// Reads the Delivered-To: headers of the primary header (lower case).
-std::unordered_set<std::string> read_delivered_to(int fd, const std::string& path, long data_offset);
 
 class LocalAgent {
  public:

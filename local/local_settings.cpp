@@ -11,50 +11,18 @@
 #include "log/log.hpp"
 
 namespace mta::local {
-namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
-
-// Postfix's name_mask(): words from a comma/blank list, case-insensitive.
-int name_mask(std::string_view parameter, std::string_view value,
-              std::initializer_list<std::pair<std::string_view, int>> table) {
-  int mask = 0;
-  for (const std::string& word : config::split_list(value)) {
-    std::string w = lower(word);
-    bool found = false;
-    for (const auto& [name, bit] : table) {
-      if (w == name) {
-        mask |= bit;
-        found = true;
-        break;
-      }
-    }
-    if (!found)
-      throw config::ConfigError("unknown " + std::string(parameter) + " value \"" + word + "\" in \"" +
-                                std::string(value) + "\"");
-  }
-  return mask;
-}
-
-}  // namespace
-
 int parse_expand_mask(std::string_view parameter, std::string_view value) {
-  return name_mask(parameter, value,
+  return config::name_mask(parameter, value,
                    {{"alias", kExpandAlias}, {"forward", kExpandForward}, {"include", kExpandInclude}});
 }
 
 int parse_delivered_header_mask(std::string_view value) {
-  return name_mask("prepend_delivered_header", value,
+  return config::name_mask("prepend_delivered_header", value,
                    {{"command", kDeliveredHdrCommand}, {"file", kDeliveredHdrFile}, {"forward", kDeliveredHdrForward}});
 }
 
 int parse_ext_prop_mask(std::string_view value) {
-  return name_mask("propagate_unmatched_extensions", value,
+  return config::name_mask("propagate_unmatched_extensions", value,
                    {{"canonical", kExtPropCanonical},
                     {"virtual", kExtPropVirtual},
                     {"alias", kExtPropAlias},
@@ -64,7 +32,7 @@ int parse_ext_prop_mask(std::string_view value) {
 }
 
 int parse_lock_mask(std::string_view value) {
-  return name_mask("mailbox_delivery_lock", value,
+  return config::name_mask("mailbox_delivery_lock", value,
                    {{"flock", kLockFlock}, {"fcntl", kLockFcntl}, {"dotlock", kLockDotlock}});
 }
 

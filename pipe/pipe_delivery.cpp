@@ -5,6 +5,7 @@
 
 #include <ctime>
 
+#include "deliver/delivered_to.hpp"
 #include "deliver/pipe_command.hpp"
 #include "log/log.hpp"
 #include "pipe/argv_expansion.hpp"
@@ -15,38 +16,6 @@ namespace mta::pipe {
 using deliver::Dsn;
 namespace proto = ipc::proto;
 
-bool has_delivered_to(int fd, const std::string& path, long data_offset, const std::string& address) {
-  queue::RecordReader in(fd, path);
-  in.seek(data_offset);
-  queue::Record rec;
-  std::string line;
-  bool continued = false;
-  for (;;) {
-    if (in.next(rec) != queue::ReadStatus::ok) return false;
-    if (rec.type != queue::rec::kNorm && rec.type != queue::rec::kCont) return false;
-    if (!continued) line.clear();
-    line += rec.data;
-    continued = rec.type == queue::rec::kCont;
-    if (continued) continue;
-    if (!line.empty() && (line[0] == ' ' || line[0] == '\t')) continue;  // a folded header line
-    // The primary header ends at the first line that is not a header.
-    size_t colon = line.find(':');
-    if (colon == std::string::npos || colon == 0) return false;
-    std::string_view name(line.data(), colon);
-    while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.remove_suffix(1);
-    if (name.empty()) return false;
-    for (char c : name)
-      if (static_cast<unsigned char>(c) <= 32 || static_cast<unsigned char>(c) >= 127) return false;
-    if (name.size() != 12 || ::strncasecmp(name.data(), "delivered-to", 12) != 0) continue;
-    std::string_view value(line);
-    value.remove_prefix(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-    while (!value.empty() && (value.back() == ' ' || value.back() == '\t' || value.back() == '\r'))
-      value.remove_suffix(1);
-    if (value.size() == address.size() && ::strncasecmp(value.data(), address.data(), value.size()) == 0)
-      return true;
-  }
-}
 
 int PipeAgent::report_all(agent::Delivery& d, Dsn why, bool ok) {
   const auto& req = d.request;
@@ -97,7 +66,8 @@ int PipeAgent::deliver_message(agent::Delivery& d) {
     return report_all(d, Dsn::simple("2.0.0", "delivers to command: " + attr.command[0]), true);
 
   if ((attr.flags & deliver::kCopyDelivered) &&
-      has_delivered_to(d.file->fd(), d.path, req.data_offset, req.recipients[0].address))
+      deliver::read_delivered_to(d.file->fd(), d.path, req.data_offset)
+          .count(deliver::fold_case(req.recipients[0].address)))
     return report_all(d, Dsn::simple("5.4.6", "mail forwarding loop for " + req.recipients[0].address), false);
 
   const std::string sender = req.sender.empty() ? attr.null_sender : req.sender;

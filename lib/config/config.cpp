@@ -220,6 +220,24 @@ std::vector<std::string> split_list(std::string_view value) {
   return out;
 }
 
+int name_mask(std::string_view parameter, std::string_view value,
+              std::initializer_list<std::pair<std::string_view, int>> table) {
+  int mask = 0;
+  for (const std::string& word : split_list(value)) {
+    auto it = std::find_if(table.begin(), table.end(), [&word](const auto& entry) {
+      return entry.first.size() == word.size() &&
+             std::equal(word.begin(), word.end(), entry.first.begin(), [](char a, char b) {
+               return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+             });
+    });
+    if (it == table.end())
+      throw ConfigError("unknown " + std::string(parameter) + " value \"" + word + "\" in \"" + std::string(value) +
+                        "\"");
+    mask |= it->second;
+  }
+  return mask;
+}
+
 std::vector<std::string> Config::get_list(std::string_view name) const { return split_list(get(name)); }
 
 }  // namespace mta::config

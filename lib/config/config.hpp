@@ -11,10 +11,12 @@
 // (Postfix shows it in `postconf -n`).
 #pragma once
 
+#include <initializer_list>
 #include <map>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "config/config_file.hpp"
@@ -98,5 +100,10 @@ class Config : public MacroSource {
 
 // Splits a list value on blanks and commas (Postfix's CHARS_COMMA_SP).
 std::vector<std::string> split_list(std::string_view value);
+// Postfix's name_mask(): the bits of the words of a comma/blank list,
+// case-insensitive; an unknown word throws ConfigError ("unknown PARAMETER
+// value "WORD" in "VALUE"").
+int name_mask(std::string_view parameter, std::string_view value,
+              std::initializer_list<std::pair<std::string_view, int>> table);
 
 }  // namespace mta::config
