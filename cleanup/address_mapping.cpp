@@ -68,8 +68,10 @@ struct AddressMapper::Impl {
   maps::Result find(const maps::Maps& table, const std::string& external, std::string* extension) const;
   // mail_addr_map(): the lookup result as a list of canonical external
   // addresses; nullopt when not found.  A table error sets *failed.
+  // MAX_RESULTS > 0: a result with more addresses sets *too_many instead
+  // (before any of them is made canonical).
   std::optional<std::vector<std::string>> map(const maps::Maps& table, const std::string& external, bool propagate,
-                                              bool* failed) const;
+                                              bool* failed, size_t max_results = 0, bool* too_many = nullptr) const;
   // cleanup_map11_external().
   bool map11(std::string& external, const maps::Maps& table, bool propagate, const std::string& queue_id,
              MapOutcome& out) const;
@@ -114,7 +116,8 @@ maps::Result AddressMapper::Impl::find(const maps::Maps& table, const std::strin
 }
 
 std::optional<std::vector<std::string>> AddressMapper::Impl::map(const maps::Maps& table, const std::string& external,
-                                                                 bool propagate, bool* failed) const {
+                                                                 bool propagate, bool* failed, size_t max_results,
+                                                                 bool* too_many) const {
   std::string extension;
   maps::Result r = find(table, external, &extension);
   if (!r.found()) {
@@ -133,8 +136,13 @@ std::optional<std::vector<std::string>> AddressMapper::Impl::map(const maps::Map
   // mail_addr_crunch(): each address, canonical, with the extension.
   std::string text = value.empty() || value == "<>" ? std::string("\"\"") : value;
   rfc822::Tree tree = rfc822::Tree::parse(text);
+  std::vector<int> nodes = tree.addresses();
+  if (max_results > 0 && nodes.size() > max_results && too_many) {
+    *too_many = true;
+    return std::nullopt;
+  }
   std::vector<std::string> out;
-  for (int node : tree.addresses()) {
+  for (int node : nodes) {
     std::string addr = tree.externalize_address(node);
     addr = canon ? canon->rewrite("local", addr) : addr;
     if (propagate && !extension.empty()) {
@@ -335,8 +343,19 @@ std::vector<std::string> AddressMapper::expand_recipient(const std::string& addr
                      queue_id.c_str(), table.title().c_str(), address.c_str());
         return give_up(cstat::kDefer);
       }
-      bool failed = false;
-      std::optional<std::vector<std::string>> result = m.map(table, rfc822::quote_local(list[arg]), propagate, &failed);
+      bool failed = false, too_many = false;
+      // More addresses than the limit allows: Postfix makes every one of
+      // them canonical first (a trivial-rewrite call each), then refuses
+      // the message at its next step; the outcome is the same without
+      // that work.
+      const size_t room = static_cast<size_t>(std::max<long long>(m.expansion_limit, 0)) + 1 - list.size();
+      std::optional<std::vector<std::string>> result =
+          m.map(table, rfc822::quote_local(list[arg]), propagate, &failed, room, &too_many);
+      if (too_many) {
+        log::warning("%s: unreasonable %s map expansion size for %s -- message not accepted, try again later",
+                     queue_id.c_str(), table.title().c_str(), address.c_str());
+        return give_up(cstat::kDefer);
+      }
       if (!result) {
         if (!failed) break;
         log::warning("%s: %s map lookup problem for %s -- message not accepted, try again later", queue_id.c_str(),

@@ -111,8 +111,15 @@ int Tree::group(int type, int left, int right, int sync_type) {
   cut_before(first);
   int g = alloc(type);
   sub_append(g, first);
-  append(left, g);
-  append(g, right);
+  // Splice the group node in where its tokens were.  (tok822_group appends
+  // the rest of the list after it, walking it to the end each time: a
+  // quadratic parse of a long address list, such as a table result with
+  // 100,000 addresses.)
+  nodes_[g].owner = nodes_[left].owner;
+  nodes_[left].next = g;
+  nodes_[g].prev = left;
+  nodes_[g].next = right;
+  nodes_[right].prev = g;
   if (sync_type) append(left, alloc(sync_type));
   return left;
 }

@@ -25,7 +25,9 @@ namespace {
 // results: an unqualified address gets @example.org.
 class AppendOrigin : public mta::cleanup::AddressRewriter {
  public:
+  int calls = 0;
   std::string rewrite(std::string_view rule, std::string_view address) override {
+    ++calls;
     CHECK(rule == "local");
     std::string a(address);
     if (!a.empty() && a != "\"\"" && a.find('@') == std::string::npos) a += "@example.org";
@@ -199,4 +201,21 @@ TEST_CASE("address class lists are checked") {
         (mta::cleanup::kClassEnvFrom | mta::cleanup::kClassHdrRcpt));
   CHECK_THROWS_WITH(mta::cleanup::parse_address_classes("masquerade_classes", "envelope_sender, bogus"),
                     "unknown masquerade_classes value \"bogus\" in \"envelope_sender, bogus\"");
+}
+
+TEST_CASE("virtual_alias_maps: an expansion bomb stops at the limit without making every address canonical") {
+  // Lookup results are made canonical one by one (a trivial-rewrite call
+  // each); a result beyond the limit must be refused before that.
+  std::string list;
+  for (int i = 0; i < 5000; ++i) list += (i ? "," : "") + std::string("r") + std::to_string(i) + "@example.net";
+  Fixture f("virtual_alias_maps = inline:{{bomb@example.com=" + list + "}, {ten@example.com=" +
+            "a@x.example,b@x.example,c@x.example}}\nvirtual_alias_expansion_limit = 3\n");
+  MapOutcome out;
+  CHECK(f.expand("bomb@example.com", &out) == "bomb@example.com");
+  CHECK((out.errs & cstat::kDefer) != 0);
+  CHECK(f.canon.calls == 0);
+  // Exactly at the limit is fine.
+  MapOutcome fine;
+  CHECK(f.expand("ten@example.com", &fine) == "a@x.example b@x.example c@x.example");
+  CHECK(fine.errs == 0);
 }
