@@ -9,9 +9,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <set>
+#include <sstream>
 
+#include "config/master_cf.hpp"
 #include "deliver/delivery_status.hpp"
+#include "deliver/status_reporter.hpp"
 #include "log/log.hpp"
 
 namespace mta::qmgr {
@@ -44,6 +48,15 @@ bool file_exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
+double now_seconds() {
+  timeval tv{};
+  ::gettimeofday(&tv, nullptr);
+  return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+}
+
+// The retry service: the error agent that defers instead of bouncing.
+constexpr std::string_view kRetryTransport = "retry";
+
 }  // namespace
 
 QueueManager::QueueManager(server::ServerContext& ctx)
@@ -53,19 +66,27 @@ QueueManager::QueueManager(server::ServerContext& ctx)
       resolver_(queue_dir_, std::string(proto::kClassPrivate), std::string(proto::kServiceRewrite),
                 resolver_options()) {
   defer_transports_ = ctx.config.get_list("defer_transports");
+  recipient_delimiter_ = ctx.config.get("recipient_delimiter");
   flush_ = deliver::flush_client_from_config(ctx.config);
   active_limit_ = ctx.config.get_int("qmgr_message_active_limit");
+  recipient_limit_ = ctx.config.get_int("qmgr_message_recipient_limit");
   min_backoff_ = ctx.config.get_time("minimal_backoff_time");
   max_backoff_ = ctx.config.get_time("maximal_backoff_time");
   max_lifetime_ = ctx.config.get_time("maximal_queue_lifetime", 'd');
   bounce_lifetime_ = ctx.config.get_time("bounce_queue_lifetime", 'd');
   run_delay_ = ctx.config.get_time("queue_run_delay");
+  read_process_limits();
+  scheduler_ = std::make_unique<sched::Scheduler>(
+      [this](const std::string& t) { return transport_params(t); }, static_cast<double>(min_backoff_));
+  if (ctx.config.get_bool("destination_concurrency_feedback_debug"))
+    scheduler_->set_debug_log([](const std::string& line) { log::info("%s", line.c_str()); });
   owner_ = this;
 }
 
 QueueManager::~QueueManager() {
   if (timer_) event_free(timer_);
-  for (auto& [job, owned] : running_)
+  if (sched_timer_) event_free(sched_timer_);
+  for (auto& [id, job] : jobs_)
     if (job->reply_event) event_free(job->reply_event);
 }
 
@@ -78,79 +99,116 @@ void QueueManager::start() {
     if (!layout_.move(id, kActive, kIncoming, &error)) log::warning("%s: %s", id.c_str(), error.c_str());
   }
   timer_ = evtimer_new(ctx_.base, &QueueManager::on_timer, this);
+  sched_timer_ = evtimer_new(ctx_.base, &QueueManager::on_sched_timer, this);
   timeval tv{1, 0};
   evtimer_add(timer_, &tv);
   scan_incoming();
-  scan_deferred(false);
+  scan_deferred();
 }
 
+// Postfix's qmgr_trigger_event(): identical requests collapse; a flush
+// ('F') revives dead destinations and transports at once and lets the next
+// scan of each queue ignore defer_transports; 'A' makes the next scans
+// ignore file times; 'I', 'W' and 'D' start scans.
 void QueueManager::trigger(std::string_view bytes) {
-  bool incoming = false, deferred = false, all = false;
+  bool incoming = false, deferred = false;
   for (char c : bytes) {
     switch (c) {
       case proto::kTriggerWakeup: incoming = true; break;
       case proto::kQmgrScanIncoming: incoming = true; break;
       case proto::kQmgrScanDeferred: deferred = true; break;
-      case proto::kQmgrScanAll: incoming = deferred = all = true; break;
-      case proto::kQmgrFlushDead: flush_once_ = true; break;
+      case proto::kQmgrScanAll:
+        incoming_flags_ |= kScanAll;
+        deferred_flags_ |= kScanAll;
+        break;
+      case proto::kQmgrFlushDead:
+        scheduler_->enable_all();
+        incoming_flags_ |= kFlushDfxp;
+        deferred_flags_ |= kFlushDfxp;
+        break;
       default: break;
     }
   }
   if (incoming) scan_incoming();
-  if (deferred || ::time(nullptr) - last_deferred_scan_ >= run_delay_) scan_deferred(all);
-  if (all) flush_once_ = false;
+  if (deferred || ::time(nullptr) - last_deferred_scan_ >= run_delay_) scan_deferred();
+  dispatch();
 }
 
 void QueueManager::on_timer(evutil_socket_t, short, void* arg) {
   auto* q = static_cast<QueueManager*>(arg);
-  if (::time(nullptr) - q->last_deferred_scan_ >= q->run_delay_) q->scan_deferred(false);
+  if (::time(nullptr) - q->last_deferred_scan_ >= q->run_delay_) q->scan_deferred();
   q->scan_incoming();  // a trigger may have been lost while qmgr was busy
   timeval tv{std::min<long long>(q->run_delay_, 60), 0};
   evtimer_add(q->timer_, &tv);
 }
 
+void QueueManager::on_sched_timer(evutil_socket_t, short, void* arg) {
+  // A dead destination comes back, or a rate delay is over.
+  static_cast<QueueManager*>(arg)->dispatch();
+}
+
+// Postfix keeps at most qmgr_message_active_limit messages and about
+// qmgr_message_recipient_limit recipients in memory (but always at least
+// one message, so that a huge one still moves).
+bool QueueManager::room_for_more() const {
+  if (static_cast<long long>(active_.size()) >= active_limit_) return false;
+  return active_.empty() || recipient_limit_ <= 0 || recipients_in_memory_ < recipient_limit_;
+}
+
 void QueueManager::scan_incoming() {
+  int flags = incoming_flags_;
+  incoming_flags_ = 0;
   std::vector<std::string> ready;
   layout_.scan(kIncoming, [&](std::string_view id, const std::string& path) {
     struct stat st{};
     if (::stat(path.c_str(), &st) == 0 && queue::is_ready_queue_file(st.st_mode)) ready.emplace_back(id);
   });
   for (const std::string& id : ready) {
-    if (static_cast<long long>(active_.size()) >= active_limit_) break;
+    if (!room_for_more()) break;
     std::string error;
     if (!layout_.move(id, kIncoming, kActive, &error)) {
       log::warning("%s: %s", id.c_str(), error.c_str());
       continue;
     }
-    activate(id);
+    activate(id, flags);
   }
   dispatch();
 }
 
-void QueueManager::scan_deferred(bool all) {
+void QueueManager::scan_deferred() {
+  int flags = deferred_flags_;
+  deferred_flags_ = 0;
   last_deferred_scan_ = ::time(nullptr);
   std::vector<std::string> due;
   layout_.scan(kDeferred, [&](std::string_view id, const std::string& path) {
     struct stat st{};
     if (::stat(path.c_str(), &st) != 0 || !queue::is_ready_queue_file(st.st_mode)) return;
-    if (all || st.st_mtime <= last_deferred_scan_) due.emplace_back(id);
+    if ((flags & kScanAll) || st.st_mtime <= last_deferred_scan_) due.emplace_back(id);
   });
   for (const std::string& id : due) {
-    if (static_cast<long long>(active_.size()) >= active_limit_) break;
+    if (!room_for_more()) break;
     std::string error;
     if (!layout_.move(id, kDeferred, kActive, &error)) {
       log::warning("%s: %s", id.c_str(), error.c_str());
       continue;
     }
-    activate(id);
+    activate(id, flags);
   }
   dispatch();
 }
 
-void QueueManager::activate(const std::string& id) {
+void QueueManager::activate(const std::string& id, int scan_flags) {
   std::string path = layout_.path(kActive, id), error;
   auto msg = std::make_unique<Message>();
   msg->id = id;
+  msg->override_defer_transports = (scan_flags & kFlushDfxp) != 0;
+  // The flush service marks the files of a site it flushes (postqueue -s,
+  // ETRN): their destinations get another chance and defer_transports does
+  // not hold them back (Postfix's MAIL_QUEUE_STAT_UNTHROTTLE).
+  if (struct stat st{}; ::stat(path.c_str(), &st) == 0 && (st.st_mode & queue::kQueueFileUnthrottle)) {
+    msg->override_defer_transports = msg->flush_each = true;
+    ::chmod(path.c_str(), st.st_mode & 07777 & ~queue::kQueueFileUnthrottle);
+  }
   auto reader = queue::QueueFileReader::open(path, false, &error);
   if (!reader || !reader->read_envelope(&msg->envelope, &error)) {
     log::warning("%s: %s", id.c_str(), error.c_str());
@@ -168,6 +226,11 @@ void QueueManager::activate(const std::string& id) {
   long nrcpt = env.size ? env.size->rcpt_count : static_cast<long>(env.recipients.size());
   if (env.arrival) msg->stats.incoming_arrival = {env.arrival->tv_sec, env.arrival->tv_usec};
   msg->stats.active_arrival = deliver::now();
+  msg->trace_flags = std::atoi(attribute(env, "trace_flags").c_str());
+  msg->notify_success = env.size && (env.size->qmgr_flags & queue::qmgr_flag::kNotifySuccess);
+  for (const queue::Recipient& r : env.recipients)
+    if (r.dsn_notify & deliver::kDsnNotifySuccess) msg->notify_success = true;
+  recipients_in_memory_ += static_cast<long long>(env.recipients.size());
   log::info("%s: from=<%s>, size=%ld, nrcpt=%ld (queue active)", id.c_str(), env.sender.value_or("").c_str(),
             msg->data_size, nrcpt);
   Message& m = *msg;
@@ -189,6 +252,84 @@ long long QueueManager::transport_limit(const std::string& transport, std::strin
   }
   limits_.emplace(std::move(name), value);
   return value;
+}
+
+long long QueueManager::transport_time(const std::string& transport, std::string_view suffix,
+                                       std::string_view fallback) const {
+  std::string name = transport + std::string(suffix);
+  if (auto it = limits_.find(name); it != limits_.end()) return it->second;
+  long long value = 0;
+  try {
+    value = ctx_.config.lookup(name) ? ctx_.config.get_time(name) : ctx_.config.get_time(fallback);
+  } catch (const config::ConfigError& e) {
+    log::warning("%s", e.what());
+  }
+  limits_.emplace(std::move(name), value);
+  return value;
+}
+
+sched::Feedback QueueManager::transport_feedback(const std::string& transport, std::string_view suffix,
+                                                 std::string_view fallback) const {
+  std::string name = transport + std::string(suffix);
+  std::string value;
+  if (auto v = ctx_.config.lookup(name)) {
+    value = ctx_.config.get(name);
+  } else {
+    name = std::string(fallback);
+    value = ctx_.config.get(fallback);
+  }
+  if (auto fb = sched::parse_feedback(value)) return *fb;
+  log::warning("%s: ignoring malformed or unreasonable feedback: %s", name.c_str(), value.c_str());
+  return sched::Feedback{1, false};
+}
+
+// The scheduler asks once per transport (a reload starts a new qmgr).
+sched::TransportParams QueueManager::transport_params(const std::string& t) const {
+  sched::TransportParams p;
+  p.dest_concurrency_limit = static_cast<int>(std::max<long long>(
+      0, transport_limit(t, "_destination_concurrency_limit", "default_destination_concurrency_limit")));
+  p.init_dest_concurrency = static_cast<int>(std::max<long long>(
+      1, transport_limit(t, "_initial_destination_concurrency", "initial_destination_concurrency")));
+  p.recipient_limit = static_cast<int>(std::max<long long>(
+      1, transport_limit(t, "_destination_recipient_limit", "default_destination_recipient_limit")));
+  p.fail_cohort_limit = static_cast<double>(std::max<long long>(
+      0, transport_limit(t, "_destination_concurrency_failed_cohort_limit",
+                         "default_destination_concurrency_failed_cohort_limit")));
+  p.positive = transport_feedback(t, "_destination_concurrency_positive_feedback",
+                                  "default_destination_concurrency_positive_feedback");
+  p.negative = transport_feedback(t, "_destination_concurrency_negative_feedback",
+                                  "default_destination_concurrency_negative_feedback");
+  p.dest_rate_delay =
+      static_cast<double>(transport_time(t, "_destination_rate_delay", "default_destination_rate_delay"));
+  p.transport_rate_delay =
+      static_cast<double>(transport_time(t, "_transport_rate_delay", "default_transport_rate_delay"));
+  auto it = process_limits_.find(t);
+  p.process_limit = it != process_limits_.end() ? it->second
+                                                : static_cast<int>(ctx_.config.get_int("default_process_limit"));
+  return p;
+}
+
+// Postfix's qmgr learns a transport's process limit by waiting for a free
+// agent; ours connects synchronously, so it reads master.cf's maxproc of
+// the unix service (0: no limit, "-": default_process_limit) and never asks
+// for more agents than that at a time.
+void QueueManager::read_process_limits() {
+  std::string path = ctx_.config.master_cf_path();
+  std::ifstream in(path);
+  if (!in) return;
+  std::stringstream text;
+  text << in.rdbuf();
+  std::vector<std::string> warnings;
+  try {
+    long long fallback = ctx_.config.get_int("default_process_limit");
+    for (const config::MasterEntry& e : config::parse_master_cf(text.str(), path, &warnings)) {
+      if (e.type != "unix") continue;
+      int limit = e.process_limit == "-" ? static_cast<int>(fallback) : std::atoi(e.process_limit.c_str());
+      process_limits_[e.service] = limit;
+    }
+  } catch (const config::ConfigError& e) {
+    log::warning("%s", e.what());
+  }
 }
 
 // A redirect record (header/body checks, access REDIRECT) overrides all
@@ -218,7 +359,7 @@ bool QueueManager::filter_route(const Message& m, const queue::Recipient& r, pro
 void QueueManager::resolve_and_plan(Message& m) {
   queue::Envelope& env = m.envelope;
   std::string sender = env.sender.value_or("");
-  std::map<std::pair<std::string, std::string>, std::vector<size_t>> groups;
+  std::vector<sched::ResolvedRecipient> resolved;
   bool redirect_done = false;
   for (size_t i = 0; i < env.recipients.size(); ++i) {
     queue::Recipient& r = env.recipients[i];
@@ -270,35 +411,78 @@ void QueueManager::resolve_and_plan(Message& m) {
       m.problem = true;
       continue;
     }
-    bool held_back = !flush_once_ && std::find(defer_transports_.begin(), defer_transports_.end(),
-                                               reply.transport) != defer_transports_.end();
+    // defer_transports, unless a flush lifted it for this message.
+    bool held_back = !m.override_defer_transports &&
+                     std::find(defer_transports_.begin(), defer_transports_.end(), reply.transport) !=
+                         defer_transports_.end();
     if (held_back) {
       defer_recipients(m, {i}, "none", "4.3.2", "deferred transport");
       continue;
     }
-    groups[{reply.transport, reply.nexthop}].push_back(i);
+    resolved.push_back({i, reply.transport, reply.nexthop, r.address});
   }
-  for (auto& [dest, indexes] : groups) {
-    long long limit = std::max<long long>(
-        1, transport_limit(dest.first, "_destination_recipient_limit", "default_destination_recipient_limit"));
-    for (size_t b = 0; b < indexes.size(); b += static_cast<size_t>(limit)) {
-      auto job = std::make_unique<Job>();
-      job->message = &m;
-      job->transport = dest.first;
-      job->nexthop = dest.second;
-      size_t e = std::min(indexes.size(), b + static_cast<size_t>(limit));
-      job->recipients.assign(indexes.begin() + static_cast<long>(b), indexes.begin() + static_cast<long>(e));
-      ++m.jobs_left;
-      pending_.push_back(std::move(job));
+  auto recipient_limit = [this](const std::string& t) {
+    return static_cast<int>(
+        transport_limit(t, "_destination_recipient_limit", "default_destination_recipient_limit"));
+  };
+  std::vector<std::unique_ptr<Job>> jobs;
+  for (sched::PlannedEntry& e : sched::plan_entries(resolved, recipient_limit, recipient_delimiter_)) {
+    auto job = std::make_unique<Job>();
+    job->id = next_job_id_++;
+    job->message = &m;
+    job->transport = std::move(e.transport);
+    job->queue = std::move(e.queue);
+    job->nexthop = std::move(e.nexthop);
+    job->recipients = std::move(e.recipients);
+    ++m.jobs_left;
+    jobs.push_back(std::move(job));
+  }
+  // Counted first, queued next: a job that fails at once must not finish
+  // the message while its siblings are still being queued.
+  ++m.jobs_left;
+  for (auto& job : jobs) {
+    if (m.flush_each) scheduler_->enable_queue(job->transport, job->queue);
+    queue_job(std::move(job));
+  }
+  if (--m.jobs_left == 0) message_done(m);
+}
+
+// A job joins its destination's queue, or, when the destination or its
+// transport is dead, goes to the retry service at once.
+void QueueManager::queue_job(std::unique_ptr<Job> job) {
+  sched::Dsn why;
+  if (scheduler_->add(job->transport, job->queue, job->id, &why)) {
+    sched::EntryId id = job->id;
+    jobs_[id] = std::move(job);
+    return;
+  }
+  retry_job(std::move(job), why);
+}
+
+// Postfix's qmgr_defer_todo(): the retry service (the error agent in defer
+// mode) defers the recipients with the reason as its next hop, so that it
+// is logged asynchronously; when even that is dead, qmgr defers them itself.
+void QueueManager::retry_job(std::unique_ptr<Job> job, const sched::Dsn& why) {
+  if (job->transport != kRetryTransport) {
+    job->transport = std::string(kRetryTransport);
+    job->nexthop = why.status + " " + why.reason;
+    job->queue = job->nexthop;
+    sched::Dsn retry_why;
+    if (scheduler_->add(job->transport, job->queue, job->id, &retry_why)) {
+      sched::EntryId id = job->id;
+      jobs_[id] = std::move(job);
+      return;
     }
   }
-  if (m.jobs_left == 0) message_done(m);
+  defer_recipients(*job->message, job->recipients, "none", why.status, why.reason);
+  Job* raw = job.get();
+  jobs_[raw->id] = std::move(job);
+  job_done(raw);
 }
 
 void QueueManager::dispatch() {
   // A job that fails at once finishes inside start_job() and dispatches
-  // again from there; the nested call only asks this loop to start over,
-  // because pending_ may have changed under its iterator.
+  // again from there; the nested call only asks this loop to go on.
   if (dispatching_) {
     dispatch_again_ = true;
     return;
@@ -306,28 +490,37 @@ void QueueManager::dispatch() {
   dispatching_ = true;
   do {
     dispatch_again_ = false;
-    for (auto it = pending_.begin(); it != pending_.end();) {
-      Job& j = **it;
-      long long limit = transport_limit(j.transport, "_destination_concurrency_limit",
-                                        "default_destination_concurrency_limit");
-      if (limit > 0 && in_flight_[destination_key(j)] >= limit) {
-        ++it;
+    scheduler_->tick(now_seconds());
+    while (auto sel = scheduler_->select(now_seconds())) {
+      auto it = jobs_.find(sel->id);
+      if (it == jobs_.end()) {
+        log::warning("scheduler selected an unknown delivery request %llu", static_cast<unsigned long long>(sel->id));
+        scheduler_->done_ok(*sel, now_seconds());
         continue;
       }
-      std::unique_ptr<Job> job = std::move(*it);
-      it = pending_.erase(it);
+      Job* job = it->second.get();
+      job->selection = *sel;
+      job->running = true;
       start_job(job);
-      if (dispatch_again_) break;
     }
   } while (dispatch_again_);
   dispatching_ = false;
+  arm_sched_timer();
 }
 
-bool QueueManager::start_job(std::unique_ptr<Job>& owned) {
-  Job* job = owned.get();
+void QueueManager::arm_sched_timer() {
+  double now = now_seconds();
+  double next = scheduler_->tick(now);
+  if (!sched_timer_) return;
+  evtimer_del(sched_timer_);
+  if (next <= 0) return;
+  double wait = std::max(0.01, next - now);
+  timeval tv{static_cast<time_t>(wait), static_cast<suseconds_t>((wait - static_cast<double>(static_cast<time_t>(wait))) * 1e6)};
+  evtimer_add(sched_timer_, &tv);
+}
+
+bool QueueManager::start_job(Job* job) {
   Message& m = *job->message;
-  ++in_flight_[destination_key(*job)];
-  running_[job] = std::move(owned);
   ipc::ConnectOptions co;
   co.attempts = 1;
   co.timeout = std::chrono::seconds(ctx_.config.get_time("qmgr_daemon_timeout"));
@@ -341,7 +534,9 @@ bool QueueManager::start_job(std::unique_ptr<Job>& owned) {
   }
   const queue::Envelope& env = m.envelope;
   proto::DeliverRequest req;
-  req.flags = proto::kDelReqFlagSuccess | proto::kDelReqFlagBounce;
+  // Postfix: the message's trace flags (sendmail -v, -bv) and the default
+  // "delete done recipients" flags.
+  req.flags = (m.trace_flags & deliver::kTraceFlagsMask) | proto::kDelReqFlagSuccess | proto::kDelReqFlagBounce;
   req.queue_name = std::string(kActive);
   req.queue_id = m.id;
   req.data_offset = static_cast<long>(env.data_offset);
@@ -404,47 +599,62 @@ void QueueManager::on_reply(evutil_socket_t, short what, void* arg) {
   q->finish_job(job, &reply, {});
 }
 
+// Postfix's qmgr_deliver_update(): a reply with a hop status (the agent
+// could not connect or complete the handshake) is negative feedback for the
+// destination; any other reply is positive feedback; an agent that cannot
+// be reached or crashes makes the transport dead for a while.  What the
+// scheduler hands back (the waiting mail of what just died) goes to retry.
 void QueueManager::finish_job(Job* job, const proto::DeliverReply* reply, const std::string& failure) {
   Message& m = *job->message;
-  std::string key = destination_key(*job);
-  if (--in_flight_[key] <= 0) in_flight_.erase(key);
   if (job->reply_event) {
     event_free(job->reply_event);
     job->reply_event = nullptr;
   }
   job->channel.close();
+  std::vector<sched::EntryId> back;
+  sched::Dsn why;
+  double now = now_seconds();
   if (!failure.empty()) {
     // Which of the job's recipients did the agent finish before it failed?
     std::set<off_t> done;
     std::string error;
-    queue::Envelope now;
+    queue::Envelope current;
     auto reader = queue::QueueFileReader::open(layout_.path(kActive, m.id), false, &error);
-    if (reader && reader->read_envelope(&now, &error))
-      for (const queue::Recipient& r : now.recipients)
+    if (reader && reader->read_envelope(&current, &error))
+      for (const queue::Recipient& r : current.recipients)
         if (!r.pending()) done.insert(r.offset);
     std::vector<size_t> left;
     for (size_t i : job->recipients)
       if (!done.count(m.envelope.recipients[i].offset)) left.push_back(i);
     defer_recipients(m, left, "none", "4.3.0", failure);
-  } else if (reply && !reply->hop_status.status.empty()) {
-    // The destination itself failed: its other jobs wait for the next run.
-    for (auto it = pending_.begin(); it != pending_.end();) {
-      if (destination_key(**it) != key) {
-        ++it;
-        continue;
-      }
-      Job& other = **it;
-      defer_recipients(*other.message, other.recipients, "none", reply->hop_status.status,
-                       reply->hop_status.reason);
-      Message& om = *other.message;
-      it = pending_.erase(it);
-      if (--om.jobs_left == 0 && &om != &m) message_done(om);
-    }
+    if (failure != "mail transport unavailable")
+      log::warning("transport %s failure -- see a previous warning/fatal/panic logfile record for the problem "
+                   "description",
+                   job->transport.c_str());
+    why = {"4.3.0", failure};
+    back = scheduler_->done_transport_failure(job->selection, why, now);
+  } else if (reply && reply->status != 0 && !reply->hop_status.status.empty()) {
+    back = scheduler_->done_hop_failure(job->selection, {reply->hop_status.status, reply->hop_status.reason}, now,
+                                        &why);
+  } else {
+    scheduler_->done_ok(job->selection, now);
   }
-  std::unique_ptr<Job> owned = std::move(running_[job]);
-  running_.erase(job);
-  if (--m.jobs_left == 0) message_done(m);
+  job->running = false;
+  for (sched::EntryId id : back) {
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) continue;
+    std::unique_ptr<Job> other = std::move(it->second);
+    jobs_.erase(it);
+    retry_job(std::move(other), why);
+  }
+  job_done(job);
   dispatch();
+}
+
+void QueueManager::job_done(Job* job) {
+  Message& m = *job->message;
+  jobs_.erase(job->id);  // job is gone from here on
+  if (--m.jobs_left == 0) message_done(m);
 }
 
 void QueueManager::defer_recipients(Message& m, const std::vector<size_t>& which, const std::string& relay,
@@ -520,14 +730,24 @@ void QueueManager::message_done(Message& m) {
     if (st.st_size == 0) ::unlink(bounce_log.c_str());
     else if (!notify(proto::kServiceBounce, proto::BounceCommand::flush, proto::kBounceFlagNone)) deferred = true;
   }
+  // Success notices (NOTIFY=SUCCESS, also the "expanded" records cleanup
+  // wrote for an alias) and sendmail -v / -bv reports: the trace service
+  // sends what trace/ID holds; with NOTIFY=SUCCESS the file may not exist
+  // (nothing delivered yet, or to other recipients), which it handles.
+  // As Postfix, this runs after every attempt, not only the last one.
+  if ((m.trace_flags & (proto::kDelReqFlagUserVrfy | proto::kDelReqFlagRecordDelivery)) || m.notify_success) {
+    if (!notify(proto::kServiceTrace, proto::BounceCommand::trace, m.trace_flags & deliver::kTraceFlagsMask)) {
+      log::warning("%s: trace logfile update error", id.c_str());
+      deferred = true;
+    }
+  }
   if (deferred) {
     long long age = ::time(nullptr) - m.stats.incoming_arrival.sec;
     long long lifetime = sender.empty() ? bounce_lifetime_ : max_lifetime_;
-    if (age > lifetime && !m.problem) {
-      // Too old: the defer log becomes a non-delivery notification, and the
-      // bounce service marks those recipients done.
+    if (age >= lifetime && !m.problem) {
+      // Too old: the defer log becomes a non-delivery notification.
       log::info("%s: from=<%s>, status=expired, returned to sender", id.c_str(), sender.c_str());
-      if (notify(proto::kServiceDefer, proto::BounceCommand::flush, proto::kBounceFlagDelrcpt)) deferred = false;
+      if (notify(proto::kServiceDefer, proto::BounceCommand::flush, proto::kBounceFlagNone)) deferred = false;
     } else if (m.envelope.warn_time && *m.envelope.warn_time > 0 && ::time(nullptr) >= *m.envelope.warn_time - 1) {
       // delay_warning_time passed: tell the sender once.
       if (notify(proto::kServiceDefer, proto::BounceCommand::warn, proto::kBounceFlagNone)) {
@@ -547,6 +767,7 @@ void QueueManager::message_done(Message& m) {
         utimbuf times{when, when};
         ::utime(layout_.path(kDeferred, id).c_str(), &times);
       }
+      recipients_in_memory_ -= static_cast<long long>(m.envelope.recipients.size());
       active_.erase(id);
       return;
     }
@@ -554,6 +775,7 @@ void QueueManager::message_done(Message& m) {
   std::string error;
   if (!layout_.remove(kActive, id, &error)) log::warning("%s: remove: %s", id.c_str(), error.c_str());
   else log::info("%s: removed", id.c_str());
+  recipients_in_memory_ -= static_cast<long long>(m.envelope.recipients.size());
   active_.erase(id);
 }
 

@@ -1,23 +1,34 @@
 // queue_manager.hpp: qmgr's state: the active queue and its deliveries.
 //
-// Messages move incoming/ -> active/ (up to qmgr_message_active_limit),
-// their recipients are resolved by trivial-rewrite and grouped by transport
-// and next hop into delivery jobs of at most
-// TRANSPORT_destination_recipient_limit recipients, which go to the
-// delivery agents (private/TRANSPORT) over Postfix's delivery protocol, at
-// most TRANSPORT_destination_concurrency_limit at a time per destination.
-// An agent marks each recipient done in the queue file and reports
-// failures to the bounce and defer services itself; qmgr defers a job's
-// recipients itself when the agent cannot be reached or fails, and when the
-// transport is in defer_transports.  When a message has no job left:
-//   a defer log (defer/ID) exists: the message goes to deferred/ with its
-//     file time set to the next attempt (exponential backoff between
-//     minimal_backoff_time and maximal_backoff_time), or, when it is older
-//     than maximal_queue_lifetime (bounce_queue_lifetime for mail from the
-//     null sender), the defer service turns the log into a bounce;
+// Messages move incoming/ -> active/ (up to qmgr_message_active_limit
+// messages and qmgr_message_recipient_limit recipients in memory), their
+// recipients are resolved by trivial-rewrite, grouped by transport and
+// destination into delivery requests of at most
+// TRANSPORT_destination_recipient_limit recipients, and handed to the
+// scheduling core (scheduler.hpp: slow start, failure feedback, dead
+// destinations, round robin, process limits, rate delays), which says what
+// goes next to the delivery agents (private/TRANSPORT, Postfix's delivery
+// protocol).  An agent marks each recipient done in the queue file and
+// reports failures to the bounce and defer services itself.  Mail for a dead
+// destination or transport goes to the retry service (the error agent) with
+// "delivery temporarily suspended: REASON", as Postfix's qmgr_defer_todo();
+// qmgr defers recipients itself only when the agent fails or when even the
+// retry service is dead.  defer_transports holds mail back ("deferred
+// transport") except in the first queue scans after a flush ('F' trigger:
+// postqueue -f, sendmail -q) and for files the flush service marked
+// (postqueue -s, ETRN), which also revive their destinations.
+// When a message has no delivery left (Postfix's qmgr_active_done()):
 //   a bounce log (bounce/ID) exists: the bounce service sends the
 //     notification;
-//   then the queue file is removed ("QID: removed").
+//   a recipient asked for NOTIFY=SUCCESS (or sendmail -v, -bv): the trace
+//     service sends the success notification from trace/ID;
+//   a delivery was deferred: when the message is maximal_queue_lifetime old
+//     (bounce_queue_lifetime for mail from the null sender) the defer
+//     service turns the defer log into a bounce ("status=expired, returned
+//     to sender"); else at delay_warning_time the sender is warned once; the
+//     message goes to deferred/ with its file time set to the next attempt
+//     (its age, between minimal_backoff_time and maximal_backoff_time);
+//   otherwise the queue file is removed ("QID: removed").
 // Deferred mail is scanned every queue_run_delay; hold/ is left alone.  At
 // start, whatever a dead qmgr left in active/ goes back to incoming/: a
 // crash can repeat a delivery, never lose one.
@@ -35,6 +46,7 @@
 #include "ipc/flush_client.hpp"
 #include "ipc/mail_proto.hpp"
 #include "ipc/service.hpp"
+#include "qmgr/scheduler.hpp"
 #include "queue/queue_dirs.hpp"
 #include "queue/queue_file.hpp"
 #include "server/server.hpp"
@@ -44,10 +56,14 @@ namespace mta::qmgr {
 struct Message;
 
 struct Job {
+  sched::EntryId id = 0;
   Message* message = nullptr;
   std::string transport;
+  std::string queue;  // the scheduler's destination (next hop, or recipient)
   std::string nexthop;
   std::vector<size_t> recipients;  // indexes into message->envelope.recipients
+  bool running = false;
+  sched::Scheduler::Selection selection{};
   ipc::Channel channel;
   struct event* reply_event = nullptr;
 };
@@ -61,6 +77,10 @@ struct Message {
   bool problem = false;         // something was deferred without a defer log (keep the message)
   bool agent_deferred = false;  // an agent replied that it deferred recipients
   bool redirected = false;      // a redirect record: one recipient stands for all
+  bool override_defer_transports = false;  // QMGR_FLUSH_DFXP: activated by a flush
+  bool flush_each = false;      // QMGR_FLUSH_EACH: a flushed file revives its destinations
+  int trace_flags = 0;          // the trace_flags attribute (sendmail -v, -bv)
+  bool notify_success = false;  // some recipient has NOTIFY=SUCCESS
 };
 
 class QueueManager {
@@ -74,38 +94,56 @@ class QueueManager {
  private:
   static void on_reply(evutil_socket_t fd, short what, void* arg);
   static void on_timer(evutil_socket_t, short, void* arg);
+  static void on_sched_timer(evutil_socket_t, short, void* arg);
 
+  // Scan flags (Postfix's QMGR_SCAN_ALL, QMGR_FLUSH_DFXP) for the next scan.
+  static constexpr int kScanAll = 1 << 0;
+  static constexpr int kFlushDfxp = 1 << 1;
+
+  bool room_for_more() const;
   void scan_incoming();
-  void scan_deferred(bool all);
-  void activate(const std::string& id);
+  void scan_deferred();
+  void activate(const std::string& id, int scan_flags);
   void resolve_and_plan(Message& m);
   bool filter_route(const Message& m, const queue::Recipient& r, ipc::proto::ResolveReply* reply) const;
+  void queue_job(std::unique_ptr<Job> job);
+  void retry_job(std::unique_ptr<Job> job, const sched::Dsn& why);
   void dispatch();
-  bool start_job(std::unique_ptr<Job>& job);
+  void arm_sched_timer();
+  bool start_job(Job* job);
   void finish_job(Job* job, const ipc::proto::DeliverReply* reply, const std::string& failure);
+  void job_done(Job* job);
   void defer_recipients(Message& m, const std::vector<size_t>& which, const std::string& relay,
                         const std::string& status, const std::string& reason);
   void message_done(Message& m);
   long long transport_limit(const std::string& transport, std::string_view suffix, std::string_view fallback) const;
-  std::string destination_key(const Job& j) const { return j.transport + "!" + j.nexthop; }
+  long long transport_time(const std::string& transport, std::string_view suffix, std::string_view fallback) const;
+  sched::Feedback transport_feedback(const std::string& transport, std::string_view suffix,
+                                     std::string_view fallback) const;
+  sched::TransportParams transport_params(const std::string& transport) const;
+  void read_process_limits();
 
   server::ServerContext& ctx_;
   queue::QueueLayout layout_;
   std::string queue_dir_;
   ipc::ServiceClient resolver_;
   std::map<std::string, std::unique_ptr<Message>> active_;
-  std::deque<std::unique_ptr<Job>> pending_;
-  std::map<Job*, std::unique_ptr<Job>> running_;
-  std::map<std::string, int> in_flight_;  // per transport!nexthop
+  std::map<sched::EntryId, std::unique_ptr<Job>> jobs_;  // waiting and running
+  sched::EntryId next_job_id_ = 1;
+  std::unique_ptr<sched::Scheduler> scheduler_;
   mutable std::map<std::string, long long, std::less<>> limits_;  // TRANSPORT_SUFFIX -> value
+  std::map<std::string, int> process_limits_;  // master.cf: unix service -> maxproc
   std::vector<std::string> defer_transports_;
+  std::string recipient_delimiter_;
   std::shared_ptr<const ipc::FlushClient> flush_;  // told about deferred mail (fast_flush_domains)
-  bool flush_once_ = false;
+  int incoming_flags_ = 0, deferred_flags_ = 0;    // for the next scan of each queue
   bool dispatching_ = false;
-  bool dispatch_again_ = false;  // postqueue -f: deliver even through defer_transports
-  long long active_limit_;
+  bool dispatch_again_ = false;
+  long long active_limit_, recipient_limit_;
+  long long recipients_in_memory_ = 0;
   long long min_backoff_, max_backoff_, max_lifetime_, bounce_lifetime_, run_delay_;
   struct event* timer_ = nullptr;
+  struct event* sched_timer_ = nullptr;
   time_t last_deferred_scan_ = 0;
   static QueueManager* owner_;  // the one queue manager of this process, for event callbacks
 };
