@@ -249,5 +249,45 @@ else
   done
 fi
 
+# Header rewriting by client: a client outside local_header_rewrite_clients
+# gets its header addresses completed with remote_header_rewrite_domain
+# (and mapped), or left alone when that is empty.
+reconfigure() {
+  "$B/postconf" -c "$OURS" -e "$@" && "$B/postfix" -c "$OURS" reload >/dev/null 2>&1
+  if [ $HAVE_REAL = 1 ]; then pf postconf -c "$REAL" -e "$@" && pf postfix -c "$REAL" reload >/dev/null 2>&1; fi
+  sleep 2
+}
+reconfigure "local_header_rewrite_clients =" "remote_header_rewrite_domain = domain.invalid"
+submit remote_context carol@example.org dave@example.org <<'EOF'
+From: carol
+To: alice, someone@old.example
+Cc: x@dorel.gogu.ro
+Subject: remote client
+
+body
+EOF
+reconfigure "remote_header_rewrite_domain ="
+submit remote_untouched carol@example.org dave@example.org <<'EOF'
+From: carol
+To: alice, someone@old.example
+Cc: x@dorel.gogu.ro
+Subject: remote client, no rewriting
+
+body
+EOF
+for c in remote_context remote_untouched; do
+  show "$OURS" "$c" > "$T/ours.$c"
+  if [ $HAVE_REAL = 1 ]; then show "$REAL" "$c" > "$T/real.$c"
+  elif [ $c = remote_context ]; then
+    printf '%s\n' 'sender: caroline@example.org' 'original_recipient: dave@example.org' 'recipient: david@example.org' \
+      'From: carol@domain.invalid' 'To: alice@domain.invalid, someone@new.example' 'Cc: x@gogu.ro' > "$T/real.$c"
+  else
+    printf '%s\n' 'sender: caroline@example.org' 'original_recipient: dave@example.org' 'recipient: david@example.org' \
+      'From: carol' 'To: alice, someone@old.example' 'Cc: x@dorel.gogu.ro' > "$T/real.$c"
+  fi
+  if [ -s "$T/real.$c" ] && cmp -s "$T/ours.$c" "$T/real.$c"; then ok "$c: the same addresses as the real Postfix"
+  else bad "$c: addresses differ" "$(diff -u "$T/real.$c" "$T/ours.$c" | tail -n +3 | head -30)"; fi
+done
+
 echo "# $CHECKS checks, $FAILS failed"
 [ "$FAILS" = 0 ]
