@@ -8,10 +8,11 @@
 //   QID: to=<r>, relay=host[addr]:port, delay=.., delays=a/b/c/d,
 //       dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as XYZ)
 //
-// As in Postfix, the program name decides the protocol: started as "lmtp"
-// (master.cf "lmtp unix - - y - - lmtp"; the build installs lmtp as a link
-// to smtp) it speaks LMTP with the lmtp_* parameters, otherwise SMTP with
-// the smtp_* parameters, whatever the service is called ("smtp", "relay").
+// As in Postfix, the program name decides the protocol: started as "smtp"
+// it speaks SMTP with the smtp_* parameters, whatever the service is called
+// ("smtp", "relay"); under any other name (master.cf "lmtp unix - - y - -
+// lmtp"; the build installs lmtp as a link to smtp) LMTP with the lmtp_*
+// parameters.
 // See smtp_client.hpp for what is implemented and what is not.
 //
 // usage: smtp [generic daemon options] (started by master)
@@ -29,10 +30,11 @@ int main(int argc, char** argv) {
   // After the chroot: queue_directory is then "/", where private/bounce is.
   server.post_init = [&](mta::server::ServerContext& ctx) {
     try {
-      bool lmtp = ctx.program != "smtp" && ctx.program == "lmtp";
+      // As Postfix's smtp.c: any program name but "smtp" is LMTP.
+      bool lmtp = ctx.program != "smtp";
       mta::smtp::Settings settings = mta::smtp::Settings::from_config(ctx.config, lmtp);
       std::unique_ptr<mta::tls::ClientContext> tls;
-      if (settings.tls_level != mta::smtp::TlsLevel::none) {
+      if (settings.tls_level != mta::smtp::TlsLevel::none || !settings.tls_policy_maps.empty()) {
         std::string error;
         tls = mta::tls::ClientContext::create(ctx.config, settings.prefix, error);
       }

@@ -10,34 +10,65 @@
 //                 inet_protocols, smtp_mx_address_limit and
 //                 smtp_mx_session_limit, smtp_randomize_addresses,
 //                 smtp_address_preference;
+//   fallback      smtp_fallback_relay: tried after the next hop's servers
+//                 when recipients are left (soft errors, unreachable or
+//                 unknown next hop); a hard error from it is made 4.3.5
+//                 ("smtp_fallback_relay configuration problem");
 //   the next server  a connection failure, a 4xx greeting or a 4xx reply
 //                 to MAIL/RCPT/DATA keeps the recipients for the next
 //                 address ("QID: host ... said: ..." at info level) unless
 //                 it is the last one, where they are deferred;
+//   TLS policy    smtp_tls_security_level, or per destination
+//                 smtp_tls_policy_maps (the next hop as given, then its
+//                 parent domains as ".domain"; attributes match=,
+//                 protocols=, ciphers=): none, may, encrypt, verify
+//                 (smtp_tls_verify_cert_match), secure
+//                 (smtp_tls_secure_cert_match); names are checked by
+//                 OpenSSL against smtp_tls_CAfile/CApath; an untrusted or
+//                 mismatched certificate defers with 4.7.5 "Server
+//                 certificate not verified" (3.7's text for both) after the
+//                 "certificate verification failed" line; a bad policy
+//                 entry defers without connecting (relay=none, 4.7.5
+//                 "client TLS configuration problem"); "Verified"/"Trusted"/
+//                 "Untrusted TLS connection established to ..." lines;
 //   the protocol  greeting, EHLO (HELO fallback) or LHLO, STARTTLS per
-//                 smtp_tls_security_level none/may/encrypt with Postfix's
-//                 log lines, MAIL FROM with SIZE, BODY=8BITMIME/7BIT,
+//                 the TLS policy with Postfix's log lines, MAIL FROM with SIZE, BODY=8BITMIME/7BIT,
 //                 SMTPUTF8, RET and ENVID when the server offers DSN, RCPT
 //                 TO with NOTIFY and ORCPT, PIPELINING (MAIL, RCPTs and
 //                 DATA in one batch; "." and QUIT together), DATA with dot
 //                 stuffing, CR LF and smtp_line_length_limit, QUIT; LMTP:
 //                 one reply per accepted recipient after the final dot;
+//   SASL          smtp_sasl_auth_enable: AUTH after EHLO (after STARTTLS
+//                 when TLS is used) when smtp_sasl_password_maps has
+//                 "user:password" for the sender (with
+//                 smtp_sender_dependent_authentication), the server's host
+//                 name or the next hop as given ("[host]:port"); libsasl2
+//                 picks the mechanism from the server's list, filtered by
+//                 smtp_sasl_mechanism_filter, under
+//                 smtp_sasl_security_options (plain text),
+//                 smtp_sasl_tls_security_options (TLS) or
+//                 smtp_sasl_tls_verified_security_options (verified TLS);
+//                 failures defer ("SASL authentication failed; server H[A]
+//                 said: 535 ...", 5xx made 4xx by smtp_sasl_auth_soft_bounce);
 //   results       per recipient, through lib/deliver's StatusReporter, with
 //                 Postfix's texts: "host H[A] said: 550 5.1.1 ... (in reply
 //                 to RCPT TO command)", "connect to H[A]:P: Connection
 //                 refused", "lost connection with H[A] while sending ...",
 //                 "conversation with H[A] timed out while ...".
 //
-// Not implemented (a warning names each parameter that is set): SASL
-// client, TLS levels verify/secure/fingerprint/dane-only (mail is deferred
-// rather than sent without the verification asked for; dane acts as may),
-// connection caching, smtp_fallback_relay, generic maps, header/body
-// checks, XFORWARD, bind addresses, MIME 8bit-to-7bit downgrade (8-bit mail
-// goes as is to servers without 8BITMIME), finding ourselves in the MX
-// list, the per-destination "hop status" reply to qmgr.
+// Not implemented (a warning names each parameter that is set): the SASL
+// 535 cache (smtp_sasl_auth_cache_name), smtp_sasl_type dovecot, TLS levels
+// fingerprint and dane-only (mail is deferred rather than sent without the
+// verification asked for; dane acts as may), TLS policy attributes other
+// than match/protocols/ciphers, connection caching (scache, and its
+// smtp_connection_* knobs), generic maps, header/body checks, XFORWARD,
+// bind addresses, MIME 8bit-to-7bit downgrade (8-bit mail goes as is to
+// servers without 8BITMIME), finding ourselves in the MX list, the
+// per-destination "hop status" reply to qmgr.
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -46,11 +77,34 @@
 #include "deliver/agent_session.hpp"
 #include "deliver/status_reporter.hpp"
 #include "dns/dns_resolver.hpp"
+#include "maps/maps.hpp"
+#include "sasl/security_options.hpp"
 #include "tls/tls_context.hpp"
 
 namespace mta::smtp {
 
-enum class TlsLevel { none, may, encrypt, unsupported };
+// In Postfix's order; "unsupported" (fingerprint, dane-only, an invalid
+// policy) defers the mail: "client TLS configuration problem".
+enum class TlsLevel { none, may, encrypt, verify, secure, unsupported };
+
+// A level name as main.cf and smtp_tls_policy_maps spell it; nullopt when
+// unknown.  Warns (naming `where`) for the levels that are not implemented.
+std::optional<TlsLevel> parse_tls_level(const std::string& name, const std::string& where);
+
+// One destination's TLS policy: the level, the certificate match patterns
+// (verify, secure) and the "protocols="/"ciphers=" overrides.
+struct TlsPolicy {
+  TlsLevel level = TlsLevel::none;
+  bool invalid = false;  // a bad policy entry: no connection, 4.7.5
+  std::vector<std::string> match;
+  tls::SessionOverrides overrides;
+};
+
+// Parses a smtp_tls_policy_maps value ("verify match=a:b protocols=...").
+// Unknown attributes and levels are warned about (`where` names the table
+// and the key, as Postfix) and make the policy invalid.
+TlsPolicy parse_tls_policy(const std::string& value, const std::string& key, const std::vector<std::string>& verify_match,
+                           const std::vector<std::string>& secure_match);
 
 struct Settings {
   bool lmtp = false;
@@ -58,6 +112,7 @@ struct Settings {
   std::string helo_name;
   std::string myhostname;
   std::string relayhost;
+  std::vector<std::string> fallback_relay;  // smtp_fallback_relay (SMTP only)
   std::string def_service = "smtp";
   long long connect_timeout = 30, helo_timeout = 300, mail_timeout = 300, rcpt_timeout = 300;
   long long data_init_timeout = 120, data_xfer_timeout = 180, data_done_timeout = 600;
@@ -71,6 +126,7 @@ struct Settings {
   std::string address_preference = "any";
   bool randomize_addresses = true;
   bool skip_quit_response = true;
+  bool helpful_warnings = true;
   bool skip_5xx_greeting = true;
   bool never_ehlo = false;
   bool lmtp_assume_final = false;
@@ -83,6 +139,19 @@ struct Settings {
   bool tls_note_starttls_offer = false;
   std::string tls_fingerprint_digest = "sha256";
   std::string tls_servername;  // SNI: "", "hostname", "nexthop" or a name
+  std::vector<std::string> tls_verify_match;  // smtp_tls_verify_cert_match
+  std::vector<std::string> tls_secure_match;  // smtp_tls_secure_cert_match
+  std::string tls_policy_maps;                // smtp_tls_policy_maps
+
+  // SASL client (smtp_sasl_*).
+  bool sasl_enable = false;
+  std::string sasl_password_maps;
+  sasl::SecurityOptions sasl_opts, sasl_tls_opts, sasl_tlsv_opts;
+  std::vector<std::string> sasl_mech_filter;  // empty: the server's list as is
+  bool sasl_auth_soft_bounce = true;
+  bool sender_dependent_auth = false;
+  std::string cyrus_sasl_config_path;
+  std::string recipient_delimiter;
 
   // Reads main.cf (with -o overrides) in the smtp_* or lmtp_* name space;
   // warns about the parameters that are set but not implemented.
@@ -103,12 +172,16 @@ class Agent {
   dns::Resolver& resolver() { return resolver_; }
   std::mt19937& rng() { return rng_; }
   tls::ClientContext* tls() { return tls_.get(); }
+  const maps::Maps& sasl_passwd() const { return sasl_passwd_; }
+  const maps::Maps& tls_policy() const { return tls_policy_; }
   const deliver::ReporterConfig& reporter() const { return reporter_; }
 
  private:
   Settings settings_;
   deliver::ReporterConfig reporter_;
   std::unique_ptr<tls::ClientContext> tls_;
+  maps::Maps sasl_passwd_;  // smtp_sasl_password_maps, when SASL is on
+  maps::Maps tls_policy_;   // smtp_tls_policy_maps
   dns::Resolver resolver_;
   std::mt19937 rng_;
 };

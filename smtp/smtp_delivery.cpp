@@ -20,10 +20,12 @@
 
 #include "log/log.hpp"
 #include "queue/queue_file.hpp"
+#include "sasl/cyrus_client.hpp"
 #include "smtp/smtp_client.hpp"
 #include "smtp/smtp_reply.hpp"
 #include "tls/tls_session.hpp"
 #include "tls/tls_stream.hpp"
+#include "tls/tls_verify.hpp"
 
 namespace mta::smtp {
 namespace proto = ipc::proto;
@@ -32,9 +34,10 @@ namespace {
 
 // Server features (SMTP_FEATURE_*).
 constexpr unsigned kEsmtp = 1 << 0, k8BitMime = 1 << 1, kPipelining = 1 << 2, kSize = 1 << 3,
-                   kStartTls = 1 << 4, kDsn = 1 << 5, kSmtpUtf8 = 1 << 6, kBestMx = 1 << 7;
+                   kStartTls = 1 << 4, kDsn = 1 << 5, kSmtpUtf8 = 1 << 6, kBestMx = 1 << 7,
+                   kAuth = 1 << 8;
 // ehlo_mask bits (smtp_settings.cpp's table order).
-constexpr unsigned kMask8BitMime = 1 << 0, kMaskPipelining = 1 << 3, kMaskSize = 1 << 4,
+constexpr unsigned kMask8BitMime = 1 << 0, kMaskAuth = 1 << 1, kMaskPipelining = 1 << 3, kMaskSize = 1 << 4,
                    kMaskStartTls = 1 << 9, kMaskDsn = 1 << 10, kMaskSmtpUtf8 = 1 << 13;
 // SMTPUTF8 request flags (smtputf8.h).
 constexpr int kUtf8Requested = 1 << 0;
@@ -119,7 +122,11 @@ struct Session {
   bool tls_active = false;
   bool dead = false;  // no more I/O (a failed TLS handshake)
   bool tls_retry_plain = false;
+  bool tls_verified = false;  // the certificate matched (verify, secure)
   TlsLevel tls_level = TlsLevel::none;
+  const TlsPolicy* tls_policy = nullptr;  // match names, overrides
+  std::string dest;          // the next hop as given, "[host]:port" (SASL lookups)
+  std::string sasl_mechs;    // the server's AUTH list after smtp_sasl_mechanism_filter
 };
 
 class DeliveryRun {
@@ -160,7 +167,9 @@ class DeliveryRun {
   void sort_addresses(std::vector<ServerAddress>& list, bool shuffle);
 
   // ---- connections (smtp_connect.c)
-  void connect_inet(const std::string& dest);
+  void connect_inet(const std::string& nexthop);
+  void connect_site(const std::string& dest, bool final_nexthop);
+  TlsPolicy tls_policy_for(const std::string& dest);
   void connect_local(const std::string& path);
   std::unique_ptr<Session> connect_addr(const ServerAddress& a, unsigned port);
   std::unique_ptr<Session> connect_sock(int sock, const sockaddr* sa, socklen_t len, const std::string& host,
@@ -170,6 +179,8 @@ class DeliveryRun {
   // ---- the dialogue (smtp_proto.c)
   int helo(bool in_starttls);
   int start_tls();
+  void sasl_offer(const std::string& words);
+  int sasl_login();
   void quit();
   int xfer();
   Reply read_reply();
@@ -190,6 +201,7 @@ class DeliveryRun {
   bool has_why_ = false;
   bool final_server_ = false;
   bool loop_detect_ = false;
+  bool last_site_fallback_ = false;  // the last destination tried was a fallback relay
   std::string nexthop_domain_;
   int status_ = 0;
   std::unique_ptr<Session> session_;
@@ -540,6 +552,7 @@ void DeliveryRun::connect_local(const std::string& path) {
   if (sock < 0) log::fatal("smtp_connect_unix: socket: %s", std::strerror(errno));
   session_ = connect_sock(sock, reinterpret_cast<sockaddr*>(&sun), sizeof sun, s_.myhostname, path, 0);
   if (!session_) return;
+  session_->dest = req_.nexthop;
   session_->tls_level = s_.tls_level;
   if (session_->tls_level == TlsLevel::may) {
     log::warning("smtp_connect_local: opportunistic TLS encryption is not appropriate for unix-domain destinations.");
@@ -554,12 +567,53 @@ void DeliveryRun::connect_local(const std::string& path) {
   cleanup_session();
 }
 
-void DeliveryRun::connect_inet(const std::string& dest) {
+// smtp_tls_policy_maps: the next hop as given ("[host]:port" once; a
+// domain, then its parent domains as ".parent"), else the main.cf level.
+TlsPolicy DeliveryRun::tls_policy_for(const std::string& dest) {
+  TlsPolicy policy;
+  policy.level = s_.tls_level;
+  if (policy.level == TlsLevel::verify) policy.match = s_.tls_verify_match;
+  if (policy.level == TlsLevel::secure) policy.match = s_.tls_secure_match;
+  const maps::Maps& table = a_.tls_policy();
+  if (table.empty()) return policy;
+  bool hostname = dest.find_first_of("[]:") == std::string::npos;
+  for (std::string key = dest; !key.empty();) {
+    maps::Result r = table.find(key);
+    if (r.failed()) {
+      log::warning("%s: %s lookup error for %s", req_.queue_id.c_str(), table.title().c_str(), key.c_str());
+      policy.invalid = true;
+      return policy;
+    }
+    if (r.found())
+      return parse_tls_policy(r.value, table.title() + ", next-hop destination \"" + key + "\"", s_.tls_verify_match,
+                              s_.tls_secure_match);
+    if (!hostname) break;
+    size_t dot = key.find('.', 1);
+    key = dot == std::string::npos ? "" : key.substr(dot);
+  }
+  return policy;
+}
+
+// smtp_connect_inet(): the next hop, then (SMTP only) the
+// smtp_fallback_relay destinations, until every recipient is done; a
+// soft error at the last server of one destination keeps the recipients
+// for the next destination.
+void DeliveryRun::connect_inet(const std::string& nexthop) {
   if (!s_.ipv4 && !s_.ipv6) {
     why_ = deliver::Dsn::simple("4.4.4", "all network protocols are disabled");
     has_why_ = true;
     return;
   }
+  std::vector<std::string> sites{nexthop};
+  if (!s_.lmtp)
+    for (const std::string& f : s_.fallback_relay) sites.push_back(f);
+  for (size_t k = 0; k < sites.size() && rcpt_left() > 0; ++k) {
+    last_site_fallback_ = k > 0;
+    connect_site(sites[k], k + 1 == sites.size());
+  }
+}
+
+void DeliveryRun::connect_site(const std::string& dest, bool final_nexthop) {
   std::string error;
   std::optional<NextHop> hop = parse_nexthop(dest, s_.def_service, s_.lmtp, error);
   if (!hop) log::fatal("%s", error.c_str());
@@ -575,18 +629,28 @@ void DeliveryRun::connect_inet(const std::string& dest) {
   unsigned best_pref = list.front().pref;
   int addr_count = 0, sess_count = 0;
   bool retry_plain = false;
+  const TlsPolicy policy = tls_policy_for(dest);
   for (size_t i = 0; i < list.size() && rcpt_left() > 0;) {
     const ServerAddress& a = list[i];
     bool last = i + 1 >= list.size();
     if (++addr_count == s_.mx_address_limit) last = true;
-    TlsLevel level = retry_plain ? TlsLevel::none : s_.tls_level;
+    TlsLevel level = retry_plain ? TlsLevel::none : policy.level;
     retry_plain = false;
+    if (policy.invalid) {  // no connection with a broken policy
+      why_ = deliver::Dsn::simple("4.7.5", "client TLS configuration problem");
+      has_why_ = true;
+      log::warning("TLS policy lookup for %s/%s: %s", dest.c_str(), a.host.c_str(), why_.reason.c_str());
+      i = last ? list.size() : i + 1;
+      continue;
+    }
     session_ = connect_addr(a, hop->port);
     size_t next = last ? list.size() : i + 1;
     if (session_) {
+      session_->dest = dest;
       session_->tls_level = level;
+      session_->tls_policy = &policy;
       if (a.pref == best_pref) session_->features |= kBestMx;
-      final_server_ = last;
+      final_server_ = final_nexthop && last;
       if (helo(false) != 0) {
         if (session_->tls_retry_plain) {  // the same address again, without TLS
           retry_plain = true;
@@ -596,7 +660,7 @@ void DeliveryRun::connect_inet(const std::string& dest) {
         if (!session_->dead) quit();
       } else {
         if (++sess_count == s_.mx_session_limit) next = list.size();
-        final_server_ = next >= list.size();
+        final_server_ = final_nexthop && next >= list.size();
         xfer();
       }
       cleanup_session();
@@ -609,15 +673,30 @@ void DeliveryRun::connect_inet(const std::string& dest) {
 
 // ---------------------------------------------------------------- the dialogue
 
+// smtp_chat_resp(): a line longer than line_length_limit is cut there (the
+// rest is read and thrown away, so a 100 MB line costs no memory); a line
+// without a three-digit code is garbage that is skipped, with Postfix's
+// warning when PIPELINING is on (a garbage line could make replies and
+// commands go out of step).
 Reply DeliveryRun::read_reply() {
+  Session& s = *session_;
   ReplyReader reader(s_.line_limit);
   std::string line;
   for (;;) {
-    bool fits = session_->stream->read_line(line, s_.line_limit);
+    bool fits = s.stream->read_line(line, s_.line_limit);
     if (!fits)
-      log::warning("%s: response longer than %zu: %.30s...", session_->namaddr.c_str(), s_.line_limit,
-                   printable(line).c_str());
+      log::warning("%s: response longer than %zu: %.30s...", s.namaddrport.c_str(), s_.line_limit, printable(line).c_str());
     if (reader.add_line(line)) break;
+    size_t digits = 0;
+    while (digits < line.size() && line[digits] >= '0' && line[digits] <= '9') ++digits;
+    if (digits == 3 && line.size() > 3 && line[3] == '-') continue;
+    if (s.features & kPipelining) {
+      log::warning("%s: non-%s response from %s: %.100s", req_.queue_id.c_str(), s_.lmtp ? "LMTP" : "ESMTP",
+                   s.namaddrport.c_str(), printable(line).c_str());
+      if (s_.helpful_warnings)
+        log::warning("to prevent loss of mail, turn off command pipelining for %s with the %s parameter", s.addr.c_str(),
+                     s_.lmtp ? "lmtp_discard_lhlo_keyword_address_maps" : "smtp_discard_ehlo_keyword_address_maps");
+    }
   }
   return reader.take();
 }
@@ -711,6 +790,8 @@ int DeliveryRun::helo(bool in_starttls) {
           }
         } else if (strcasecmp(word.c_str(), "STARTTLS") == 0) {
           if (!(discard & kMaskStartTls)) s.features |= kStartTls;
+        } else if (strcasecmp(word.c_str(), "AUTH") == 0) {
+          if (s_.sasl_enable && !(discard & kMaskAuth)) sasl_offer(rest);
         } else if (strcasecmp(word.c_str(), "DSN") == 0) {
           if (!(discard & kMaskDsn)) s.features |= kDsn;
         } else if (strcasecmp(word.c_str(), "SMTPUTF8") == 0) {
@@ -729,6 +810,7 @@ int DeliveryRun::helo(bool in_starttls) {
         r = read_reply();
         if (r.code / 100 == 2) {
           s.features &= kBestMx;
+          s.sasl_mechs.clear();  // the list offered in plain text no longer counts
           return start_tls();
         }
         s.features &= ~kStartTls;
@@ -741,6 +823,11 @@ int DeliveryRun::helo(bool in_starttls) {
         if (!a_.tls()) return fake_fail("4.7.5", "TLS is required, but our TLS engine is unavailable");
         return fake_fail("4.7.0", "TLS is required, but unavailable");
       }
+    }
+    // AUTH with the credentials for this server, if any (smtp_sasl_helo_login).
+    if (s_.sasl_enable && (s.features & kAuth)) {
+      int rc = sasl_login();
+      if (rc != 0) return rc;
     }
   } catch (const tls::Stream::IoError& e) {
     return stream_except(e.kind, where);
@@ -767,7 +854,23 @@ int DeliveryRun::start_tls() {
   if (s_.tls_servername == "hostname") servername = s.host;
   else if (s_.tls_servername == "nexthop") servername = nexthop_domain_;
   else servername = s_.tls_servername;
-  SSL* ssl = a_.tls()->new_ssl(s.tls_level >= TlsLevel::encrypt, servername, s.namaddrport);
+  const tls::SessionOverrides* overrides = s.tls_policy ? &s.tls_policy->overrides : nullptr;
+  SSL* ssl = a_.tls()->new_ssl(s.tls_level >= TlsLevel::encrypt, servername, s.namaddrport, overrides);
+  // verify, secure: the names the certificate must match, checked by
+  // OpenSSL during the chain verification (add_namechecks()).
+  bool names_ok = true;
+  tls::VerifyState verify;
+  if (ssl != nullptr && s.tls_level >= TlsLevel::verify) {
+    std::vector<std::string> names;
+    for (const std::string& m : s.tls_policy ? s.tls_policy->match : std::vector<std::string>{}) {
+      if (strcasecmp(m.c_str(), "nexthop") == 0) names.push_back(nexthop_domain_);
+      else if (strcasecmp(m.c_str(), "dot-nexthop") == 0) names.push_back("." + nexthop_domain_);
+      else if (strcasecmp(m.c_str(), "hostname") == 0) names.push_back(s.host);
+      else names.push_back(m);
+    }
+    names_ok = tls::add_name_checks(ssl, names, s.namaddrport);
+  }
+  if (ssl != nullptr) tls::track_verify_errors(ssl, &verify);
   s.stream->set_timeout(s_.starttls_timeout);
   if (ssl == nullptr || !s.stream->start_tls(ssl, s.namaddrport)) {
     s.dead = true;
@@ -779,8 +882,139 @@ int DeliveryRun::start_tls() {
   }
   s.tls_active = true;
   tls::SessionInfo info = tls::describe(s.stream->ssl(), false, s_.tls_fingerprint_digest);
+  const bool must_trust = s.tls_level >= TlsLevel::verify;
+  const bool trusted = info.peer_trusted && names_ok;
+  if (must_trust && trusted) {
+    info.peer_verified = true;
+    s.tls_verified = true;
+  }
+  // verify_extract_name(): the reason, at the levels that need trust.
+  if (must_trust && !trusted) {
+    std::string why = tls::verify_error_text(verify, s.namaddrport, false);
+    if (!why.empty()) log::info("%s", why.c_str());
+  }
   if (a_.tls()->loglevel() >= 1) log::info("%s", tls::connection_summary(info, s.namaddrport).c_str());
+  // The session is usable: QUIT politely after these.
+  // Postfix 3.7 checks the match first, and a certificate that OpenSSL
+  // did not verify never matched: one text for both.
+  if (must_trust && !trusted) return fake_fail("4.7.5", "Server certificate not verified");
   return helo(true);
+}
+
+// smtp_sasl_helo_auth(): the server's mechanisms, through
+// smtp_sasl_mechanism_filter (names, "!name" excludes; first match wins).
+void DeliveryRun::sasl_offer(const std::string& words) {
+  Session& s = *session_;
+  std::string list;
+  size_t i = 0;
+  while (i < words.size()) {
+    size_t e = words.find_first_of(" \t", i);
+    if (e == std::string::npos) e = words.size();
+    std::string mech = words.substr(i, e - i);
+    i = e + 1;
+    if (mech.empty()) continue;
+    bool keep = s_.sasl_mech_filter.empty();
+    for (const std::string& f : s_.sasl_mech_filter) {
+      bool neg = !f.empty() && f[0] == '!';
+      if (strcasecmp(mech.c_str(), f.c_str() + (neg ? 1 : 0)) == 0) {
+        keep = !neg;
+        break;
+      }
+    }
+    if (!keep) continue;
+    if (!list.empty()) list += ' ';
+    list += mech;
+  }
+  if (!s.sasl_mechs.empty()) {
+    // Several AUTH lines: concatenated, libsasl2 worries about duplicates.
+    if (strcasecmp(s.sasl_mechs.c_str(), list.c_str()) != 0 && !list.empty() && s.sasl_mechs.size() < s_.line_limit)
+      s.sasl_mechs += " " + list;
+    return;
+  }
+  if (!list.empty()) s.sasl_mechs = list;
+  else if (!words.empty())
+    log::warning("%s offered no supported AUTH mechanisms: '%s'", s.namaddrport.c_str(), words.c_str());
+  else
+    log::warning("%s offered null AUTH mechanism list", s.namaddrport.c_str());
+  s.features |= kAuth;
+}
+
+// smtp_sasl_helo_login() and smtp_sasl_authenticate(): AUTH when the
+// password table knows this sender, server or next hop; otherwise we talk
+// as strangers.  Returns 0 (go on) or -1 (the recipients have a reason).
+int DeliveryRun::sasl_login() {
+  Session& s = *session_;
+  const maps::Maps& table = a_.sasl_passwd();
+  maps::Result found;
+  auto failed = [&](const maps::Result& r) {
+    if (!r.failed()) return false;
+    log::warning("%s: %s lookup error", req_.queue_id.c_str(), table.title().c_str());
+    why_ = deliver::Dsn::simple("4.3.0", "local data error while talking to " + s.namaddr);
+    has_why_ = true;
+    return true;
+  };
+  if (s_.sender_dependent_auth && !req_.sender.empty()) {
+    maps::AddressLookup how;
+    how.recipient_delimiter = s_.recipient_delimiter;
+    how.localpart_if_local = false;
+    found = maps::find_address(table, req_.sender, how);
+    if (failed(found)) return bulk_fail(true), -1;
+  }
+  if (!found.found()) {
+    found = table.find(s.host);
+    if (failed(found)) return bulk_fail(true), -1;
+  }
+  if (!found.found()) {
+    found = table.find(s.dest);
+    if (failed(found)) return bulk_fail(true), -1;
+  }
+  if (!found.found()) {
+    s.features &= ~kAuth;
+    return 0;
+  }
+  size_t colon = found.value.find(':');
+  std::string user = found.value.substr(0, colon);
+  std::string password = colon == std::string::npos ? "" : found.value.substr(colon + 1);
+
+  auto sasl_fail = [&](const std::string& text) {
+    deliver::Dsn d = deliver::Dsn::simple("4.7.0", "SASL authentication failed; cannot authenticate to server " +
+                                                        s.namaddr + ": " + text);
+    d.dtype = "x-sasl";  // DSB_DTYPE_SASL
+    d.dtext = text;
+    why_ = d;
+    has_why_ = true;
+    bulk_fail(true);
+    return -1;
+  };
+  if (s.sasl_mechs.empty())
+    return fake_fail("4.7.0", "SASL authentication failed: server " + s.namaddr +
+                                  " offered no compatible authentication mechanisms for this type of connection security");
+  const sasl::SecurityOptions& opts = !s.tls_active ? s_.sasl_opts : s.tls_verified ? s_.sasl_tlsv_opts : s_.sasl_tls_opts;
+  std::string error;
+  std::unique_ptr<sasl::Client> client = sasl::Client::create(s_.prefix, s.host, opts, error);
+  if (!client) log::fatal("SASL per-connection initialization failed: %s", error.c_str());
+  std::string mech, out;
+  if (!client->first(s.sasl_mechs, user, password, mech, out)) return sasl_fail(out);
+  s.stream->write(out.empty() ? "AUTH " + mech + "\r\n" : "AUTH " + mech + " " + out + "\r\n");
+  Reply r = read_reply();
+  for (int steps = 0; r.code / 100 == 3; r = read_reply()) {
+    if (++steps > 100)
+      return fake_fail("4.3.0", "SASL authentication failed; authentication protocol loop with server " + s.namaddr);
+    // The challenge: the first line's text after the code.
+    std::string line = r.text.substr(0, r.text.find('\n'));
+    size_t k = line.find_first_not_of("- \t", 3);
+    std::string challenge = k == std::string::npos ? "" : line.substr(k);
+    if (!client->next(challenge, out)) return sasl_fail(out);
+    s.stream->write(out + "\r\n");
+  }
+  if (r.code / 100 != 2) {
+    std::string status = r.dsn;
+    if (s_.sasl_auth_soft_bounce && r.code / 100 == 5) status[0] = '4';
+    fill_dsn(s.host, &r, status, "SASL authentication failed; server " + s.namaddr + " said: " + r.flat());
+    bulk_fail(true);
+    return -1;
+  }
+  return 0;
 }
 
 void DeliveryRun::quit() {
@@ -1061,6 +1295,10 @@ int DeliveryRun::run() {
     if (!has_why_) {
       why_ = deliver::Dsn::simple("4.3.0", "server unavailable or unable to receive mail");
       has_why_ = true;
+    } else if (!why_.status.empty() && why_.status[0] != '4' && !s_.lmtp && last_site_fallback_) {
+      // The fall-back relay did not resolve, refused us, or loops.
+      log::warning("smtp_fallback_relay configuration problem");
+      why_.status = "4.3.5";
     } else if (!why_.status.empty() && why_.status[0] != '4' && !s_.lmtp && req_.nexthop == s_.relayhost) {
       log::warning("relayhost configuration problem");
       why_.status = "4.3.5";
@@ -1074,7 +1312,19 @@ int DeliveryRun::run() {
 }  // namespace
 
 Agent::Agent(Settings settings, deliver::ReporterConfig reporter, std::unique_ptr<tls::ClientContext> tls)
-    : settings_(std::move(settings)), reporter_(std::move(reporter)), tls_(std::move(tls)), rng_(std::random_device{}()) {}
+    : settings_(std::move(settings)), reporter_(std::move(reporter)), tls_(std::move(tls)), rng_(std::random_device{}()) {
+  // smtp_sasl_initialize().
+  if (settings_.sasl_enable) {
+    if (settings_.sasl_password_maps.empty())
+      log::fatal("specify a password table via the `%s_sasl_password_maps' configuration parameter",
+                 settings_.prefix.c_str());
+    sasl_passwd_ = maps::Maps(settings_.prefix + "_sasl_password_maps", settings_.sasl_password_maps);
+    std::string error;
+    if (!sasl::init_client(settings_.cyrus_sasl_config_path, error)) log::fatal("%s", error.c_str());
+  }
+  if (!settings_.tls_policy_maps.empty())
+    tls_policy_ = maps::Maps(settings_.prefix + "_tls_policy_maps", settings_.tls_policy_maps);
+}
 
 int Agent::deliver(agent::Delivery& delivery) {
   DeliveryRun run(*this, delivery);

@@ -44,6 +44,87 @@ std::string ehlo_mask_text(unsigned mask) {
   return out;
 }
 
+std::optional<TlsLevel> parse_tls_level(const std::string& level, const std::string& where) {
+  if (level == "none") return TlsLevel::none;
+  if (level == "may") return TlsLevel::may;
+  if (level == "encrypt") return TlsLevel::encrypt;
+  if (level == "verify") return TlsLevel::verify;
+  if (level == "secure") return TlsLevel::secure;
+  if (level == "dane") {
+    log::warning("%s = dane: DANE is not implemented by this smtp client; acting as \"may\"", where.c_str());
+    return TlsLevel::may;
+  }
+  if (level == "fingerprint" || level == "dane-only") {
+    log::warning("%s = %s is not implemented by this smtp client: mail is deferred", where.c_str(), level.c_str());
+    return TlsLevel::unsupported;
+  }
+  return std::nullopt;
+}
+
+TlsPolicy parse_tls_policy(const std::string& value, const std::string& key, const std::vector<std::string>& verify_match,
+                           const std::vector<std::string>& secure_match) {
+  TlsPolicy policy;
+  std::vector<std::string> words;
+  std::string w;
+  for (char ch : value + " ") {
+    if (ch == ' ' || ch == '\t' || ch == ',' || ch == '\n' || ch == '\r') {
+      if (!w.empty()) words.push_back(w);
+      w.clear();
+    } else {
+      w += ch;
+    }
+  }
+  if (words.empty()) {
+    log::warning("%s: missing TLS security level", key.c_str());
+    policy.invalid = true;
+    return policy;
+  }
+  std::optional<TlsLevel> level = parse_tls_level(words[0], key);
+  if (!level) {
+    log::warning("%s: invalid TLS security level: \"%s\"", key.c_str(), words[0].c_str());
+    policy.invalid = true;
+    return policy;
+  }
+  policy.level = *level;
+  if (policy.level == TlsLevel::verify) policy.match = verify_match;
+  if (policy.level == TlsLevel::secure) policy.match = secure_match;
+  for (size_t i = 1; i < words.size(); ++i) {
+    size_t eq = words[i].find('=');
+    std::string name = words[i].substr(0, eq);
+    std::string val = eq == std::string::npos ? "" : words[i].substr(eq + 1);
+    if (eq == std::string::npos) {
+      log::warning("%s: malformed attribute/value pair: \"%s\"", key.c_str(), words[i].c_str());
+      policy.invalid = true;
+      return policy;
+    }
+    if (strcasecmp(name.c_str(), "match") == 0) {
+      if (policy.level != TlsLevel::verify && policy.level != TlsLevel::secure) continue;  // ignored, as Postfix
+      policy.match.clear();
+      size_t pos = 0;
+      while (pos <= val.size()) {
+        size_t colon = val.find(':', pos);
+        if (colon == std::string::npos) colon = val.size();
+        if (colon > pos) policy.match.push_back(val.substr(pos, colon - pos));
+        pos = colon + 1;
+      }
+    } else if (strcasecmp(name.c_str(), "protocols") == 0) {
+      policy.overrides.protocols = val;
+    } else if (strcasecmp(name.c_str(), "ciphers") == 0) {
+      policy.overrides.ciphers = val;
+    } else if (strcasecmp(name.c_str(), "exclude") == 0 || strcasecmp(name.c_str(), "tafile") == 0 ||
+               strcasecmp(name.c_str(), "servername") == 0 || strcasecmp(name.c_str(), "connection_reuse") == 0 ||
+               strcasecmp(name.c_str(), "enable_rpk") == 0) {
+      log::warning("%s: TLS policy attribute \"%s\" is not implemented by this smtp client: ignored", key.c_str(),
+                   name.c_str());
+    } else {
+      log::warning("%s: invalid attribute name: \"%s\"", key.c_str(), name.c_str());
+      policy.invalid = true;
+      return policy;
+    }
+  }
+  return policy;
+}
+
 Settings Settings::from_config(const config::Config& c, bool lmtp) {
   Settings s;
   s.lmtp = lmtp;
@@ -52,7 +133,9 @@ Settings Settings::from_config(const config::Config& c, bool lmtp) {
   s.myhostname = c.get("myhostname");
   s.helo_name = c.get(lmtp ? "lmtp_lhlo_name" : "smtp_helo_name");
   s.relayhost = c.get("relayhost");
-  s.def_service = lmtp ? c.get("lmtp_tcp_port") : "smtp";
+  if (!lmtp)
+    for (const std::string& w : c.get_list("smtp_fallback_relay")) s.fallback_relay.push_back(w);
+  s.def_service = c.get(lmtp ? "lmtp_tcp_port" : "smtp_tcp_port");
   s.connect_timeout = c.get_time(p("connect_timeout"));
   s.helo_timeout = c.get_time(lmtp ? "lmtp_lhlo_timeout" : "smtp_helo_timeout");
   s.mail_timeout = c.get_time(p("mail_timeout"));
@@ -68,6 +151,7 @@ Settings Settings::from_config(const config::Config& c, bool lmtp) {
   s.randomize_addresses = c.get_bool(p("randomize_addresses"));
   s.address_preference = c.get(p("address_preference"));
   s.skip_quit_response = c.get_bool(p("skip_quit_response"));
+  s.helpful_warnings = c.get_bool("helpful_warnings");
   s.skip_5xx_greeting = c.get_bool(p("skip_5xx_greeting"));
   if (!lmtp) s.never_ehlo = c.get_bool("smtp_never_send_ehlo");
   if (lmtp) s.lmtp_assume_final = c.get_bool("lmtp_assume_final");
@@ -105,21 +189,50 @@ Settings Settings::from_config(const config::Config& c, bool lmtp) {
   // TLS: the level, or the legacy use_tls/enforce_tls.
   std::string level = c.get(p("tls_security_level"));
   if (level.empty()) level = c.get_bool(p("enforce_tls")) ? "encrypt" : c.get_bool(p("use_tls")) ? "may" : "none";
-  if (level == "none") s.tls_level = TlsLevel::none;
-  else if (level == "may") s.tls_level = TlsLevel::may;
-  else if (level == "encrypt") s.tls_level = TlsLevel::encrypt;
-  else if (level == "dane") {
-    log::warning("%s = dane: DANE is not implemented by this smtp client; acting as \"may\"", p("tls_security_level").c_str());
-    s.tls_level = TlsLevel::may;
-  } else if (level == "verify" || level == "secure" || level == "fingerprint" || level == "dane-only") {
-    log::warning("%s = %s is not implemented by this smtp client: mail is deferred", p("tls_security_level").c_str(), level.c_str());
-    s.tls_level = TlsLevel::unsupported;
-  } else {
-    log::fatal("Invalid TLS level \"%s\"", level.c_str());
-  }
+  std::optional<TlsLevel> parsed = parse_tls_level(level, p("tls_security_level"));
+  if (!parsed) log::fatal("Invalid TLS level \"%s\"", level.c_str());
+  s.tls_level = *parsed;
+  auto match_list = [&](const std::string& name) {
+    std::vector<std::string> out;
+    std::string v = c.get(name), w;
+    for (char ch : v + " ") {
+      if (ch == ' ' || ch == '\t' || ch == ',' || ch == ':' || ch == '\n' || ch == '\r') {
+        if (!w.empty()) out.push_back(w);
+        w.clear();
+      } else {
+        w += ch;
+      }
+    }
+    return out;
+  };
+  s.tls_verify_match = match_list(p("tls_verify_cert_match"));
+  s.tls_secure_match = match_list(p("tls_secure_cert_match"));
+  s.tls_policy_maps = c.get(p("tls_policy_maps"));
   s.tls_note_starttls_offer = c.get_bool(p("tls_note_starttls_offer"));
   s.tls_fingerprint_digest = c.get(p("tls_fingerprint_digest"));
   s.tls_servername = c.get(p("tls_servername"));
+
+  // SASL client.
+  s.sasl_enable = c.get_bool(p("sasl_auth_enable"));
+  s.sasl_password_maps = c.get(p("sasl_password_maps"));
+  s.sasl_auth_soft_bounce = c.get_bool(p("sasl_auth_soft_bounce"));
+  s.sender_dependent_auth = !lmtp && c.get_bool(p("sender_dependent_authentication"));
+  s.cyrus_sasl_config_path = c.get("cyrus_sasl_config_path");
+  s.recipient_delimiter = c.get("recipient_delimiter");
+  for (const std::string& w : c.get_list(p("sasl_mechanism_filter"))) s.sasl_mech_filter.push_back(w);
+  if (s.sasl_enable) {
+    std::string error;
+    if (!sasl::parse_security_options(c.get(p("sasl_security_options")), p("sasl_security_options"), s.sasl_opts, error) ||
+        !sasl::parse_security_options(c.get(p("sasl_tls_security_options")), p("sasl_tls_security_options"),
+                                      s.sasl_tls_opts, error) ||
+        !sasl::parse_security_options(c.get(p("sasl_tls_verified_security_options")),
+                                      p("sasl_tls_verified_security_options"), s.sasl_tlsv_opts, error))
+      log::fatal("%s", error.c_str());
+    if (c.get(p("sasl_type")) != "cyrus") {
+      log::warning("unsupported SASL client implementation: %s", c.get(p("sasl_type")).c_str());
+      log::fatal("SASL library initialization");
+    }
+  }
 
   // Set but not implemented: say so.
   // Set in main.cf or by -o: an explicit value, or one other than the default.
@@ -138,8 +251,8 @@ Settings Settings::from_config(const config::Config& c, bool lmtp) {
     if (configured(name) && c.get_bool(name))
       log::warning("%s is not implemented by this %s client: ignoring \"%s = yes\"", name.c_str(), s.prefix.c_str(), name.c_str());
   };
-  warn_if_yes(p("sasl_auth_enable"));
-  for (const char* name : {"sasl_password_maps", "fallback_relay", "connection_cache_destinations",
+  if (s.sasl_enable) warn_if_set(p("sasl_auth_cache_name"));
+  for (const char* name : {"connection_cache_destinations",
                            "generic_maps", "header_checks", "body_checks",
                            "mime_header_checks", "nested_header_checks", "bind_address", "bind_address6",
                            "tls_per_site", "pix_workaround_maps", "dns_reply_filter", "reply_filter",
@@ -149,7 +262,12 @@ Settings Settings::from_config(const config::Config& c, bool lmtp) {
   warn_if_yes(p("tls_wrappermode"));
   warn_if_yes(p("send_xforward_command"));
   warn_if_yes(p("connection_cache_on_demand"));
-  warn_if_yes(p("sender_dependent_authentication"));
+  // Connection caching is not implemented: its knobs do nothing.
+  warn_if_yes(p("tls_connection_reuse"));
+  for (const char* name : {"connection_reuse_count_limit", "connection_reuse_time_limit", "connection_cache_time_limit"})
+    if (configured(p(name)))
+      log::warning("%s is not implemented by this %s client (no connection caching): ignoring \"%s = %s\"",
+                   p(name).c_str(), s.prefix.c_str(), p(name).c_str(), c.get(p(name)).c_str());
   return s;
 }
 

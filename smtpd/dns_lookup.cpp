@@ -52,7 +52,7 @@ class SystemDns : public DnsLookup {
     return worst;
   }
 
-  dns::Resolver resolver_;
+  dns::Resolver resolver_{dns::Limits{2, 2}};  // at most 2 s per try, two tries: one process serves many sessions
 };
 
 }  // namespace

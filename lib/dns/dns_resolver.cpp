@@ -17,11 +17,8 @@ struct Resolver::State {
   bool ok = false;
 };
 
-Resolver::Resolver() : state_(new State) {
+Resolver::Resolver(Limits limits) : state_(new State), limits_(limits) {
   std::memset(&state_->res, 0, sizeof state_->res);
-  state_->ok = res_ninit(&state_->res) == 0;
-  state_->res.retrans = 2;  // seconds per try
-  state_->res.retry = 2;
 }
 
 Resolver::~Resolver() {
@@ -59,6 +56,17 @@ Status Resolver::query(const std::string& name, int type, std::vector<Record>& o
   auto fail_text = [&](const char* text) {
     if (why) *why = "Host or domain name not found. Name service error for name=" + name + " type=" + type_name(type) + ": " + text;
   };
+  // As Postfix's dns_query(): the resolver is set up at the first question
+  // (after a chroot, so that the chroot's etc/resolv.conf counts), and again
+  // at the next one when that failed.  Timeouts and tries are the
+  // resolver's, from resolv.conf ("options timeout:N attempts:N"; glibc's
+  // defaults are 5 s and 2): Postfix does not change them.
+  if (!state_->ok) {
+    std::memset(&state_->res, 0, sizeof state_->res);
+    state_->ok = res_ninit(&state_->res) == 0;
+    if (state_->ok && limits_.timeout > 0 && state_->res.retrans > limits_.timeout) state_->res.retrans = limits_.timeout;
+    if (state_->ok && limits_.attempts > 0 && state_->res.retry > limits_.attempts) state_->res.retry = limits_.attempts;
+  }
   if (!state_->ok) {
     if (why) *why = "Name service initialization failure";
     return Status::fail;

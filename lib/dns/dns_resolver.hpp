@@ -14,10 +14,18 @@
 // Name service error for name=nosuch.example type=MX: Host not found" or
 // "Domain example.com does not accept mail (nullMX)".
 //
-// Known limit: queries are synchronous, with a short timeout (2 s, two
-// tries), like Postfix's; callers that serve many sessions stall for that
-// long.  sort_mx() is pure: MX preference order with equal preferences
-// shuffled (RFC 5321 section 5.1).
+// The resolver is set up at the first question, so a chrooted daemon reads
+// the chroot's etc/resolv.conf (which "postfix start" copies there), and it
+// keeps resolv.conf's timeouts and tries, as Postfix does.  Postfix has no
+// parameter that names a name server; to use a test server, run the
+// instance where /etc/resolv.conf names it (README: "Testing with a DNS
+// server of your own"; tests/integration/smtp_dns.sh).
+//
+// Known limit: queries are synchronous, as in Postfix.  smtp serves one
+// delivery per process, so a slow name server holds up that delivery only;
+// smtpd serves many sessions per process and caps the wait with Limits
+// (2 s, two tries).  sort_mx() is pure: MX preference order with equal
+// preferences shuffled (RFC 5321 section 5.1).
 #pragma once
 
 #include <random>
@@ -44,9 +52,17 @@ struct Record {
 // "A", "AAAA", "MX", "TXT" (Postfix's dns_strtype()).
 std::string type_name(int type);
 
+// Upper bounds on resolv.conf's timeout (seconds per try) and attempts;
+// 0 keeps resolv.conf's value.  An event server that serves many sessions
+// in one process (our smtpd) asks for short ones.
+struct Limits {
+  int timeout = 0;
+  int attempts = 0;
+};
+
 class Resolver {
  public:
-  Resolver();
+  explicit Resolver(Limits limits = {});
   ~Resolver();
   Resolver(const Resolver&) = delete;
   Resolver& operator=(const Resolver&) = delete;
@@ -59,6 +75,7 @@ class Resolver {
  private:
   struct State;
   State* state_;
+  Limits limits_;
   bool nxdomain_ = false;
 };
 

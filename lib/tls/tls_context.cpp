@@ -326,7 +326,6 @@ std::unique_ptr<ClientContext> ClientContext::create(const config::Config& confi
   if (timeout <= 0) SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
   warn_unimplemented(config, param(prefix, "_tls_session_cache_database"),
                      "client sessions are not resumed");
-  warn_unimplemented(config, param(prefix, "_tls_policy_maps"), "the security level applies");
 
   auto settings = [&](bool mandatory, Settings& s) {
     std::string list = config.get(param(prefix, mandatory ? "_tls_mandatory_protocols"
@@ -349,6 +348,19 @@ std::unique_ptr<ClientContext> ClientContext::create(const config::Config& confi
   };
   settings(false, self->opportunistic_);
   settings(true, self->mandatory_);
+  for (int m = 0; m < 2; ++m) {
+    std::string exclusions = config.get(param(prefix, "_tls_exclude_ciphers"));
+    if (m == 1) {
+      std::string more = config.get(param(prefix, "_tls_mandatory_exclude_ciphers"));
+      if (!more.empty()) exclusions += (exclusions.empty() ? "" : " ") + more;
+    }
+    for (const char* grade : {"export", "low", "medium", "high", "null"}) {
+      std::string cipher_error;
+      std::vector<std::string> details;
+      std::string list = make_cipher_list(ctx, config, grade, exclusions, cipher_error, details);
+      if (cipher_error.empty()) self->grade_lists_[m].emplace_back(grade, list);
+    }
+  }
   ERR_clear_error();
   return self;
 }
@@ -365,13 +377,31 @@ bool ClientContext::apply(SSL* ssl, const Settings& s, std::string_view namaddr)
 }
 
 SSL* ClientContext::new_ssl(bool mandatory, std::string_view servername,
-                            std::string_view namaddr) {
+                            std::string_view namaddr, const SessionOverrides* overrides) {
   SSL* ssl = SSL_new(ctx_.get());
   if (ssl == nullptr) {
     log_errors();
     return nullptr;
   }
-  bool ok = apply(ssl, mandatory ? mandatory_ : opportunistic_, namaddr);
+  Settings settings = mandatory ? mandatory_ : opportunistic_;
+  if (overrides && !overrides->protocols.empty()) {
+    std::string list = overrides->protocols;
+    for (char& c : list)
+      if (c == ':') c = ' ';
+    if (std::optional<ProtocolPolicy> p = parse_protocols(list))
+      settings.protocols = *p;
+    else
+      settings.error = "Invalid TLS protocol list \"" + overrides->protocols + "\": aborting TLS session";
+  }
+  if (overrides && !overrides->ciphers.empty() && settings.error.empty()) {
+    settings.error = "invalid cipher grade: \"" + overrides->ciphers + "\"";
+    for (const auto& [grade, list] : grade_lists_[mandatory ? 1 : 0]) {
+      if (strcasecmp(grade.c_str(), overrides->ciphers.c_str()) != 0) continue;
+      settings.cipher_list = list;
+      settings.error.clear();
+    }
+  }
+  bool ok = apply(ssl, settings, namaddr);
   if (ok && !servername.empty())
     ok = SSL_set_tlsext_host_name(ssl, std::string(servername).c_str()) == 1;
   if (!ok) {

@@ -12,9 +12,11 @@
 // bufferevent_openssl_filter_new for STARTTLS), which owns and frees them.
 //
 // ClientContext is the smtp client's (prefix "smtp"), deliberately small:
-// protocols and ciphers per session (plain or mandatory), an optional client
-// certificate, CA files loaded so that SessionInfo::peer_trusted means
-// something, and no verification policy yet.
+// protocols and ciphers per session (plain or mandatory, or a policy's
+// overrides), an optional client certificate, CA files loaded so that
+// SessionInfo::peer_trusted means something; the verification policy
+// (name checks, what to do when they fail) is the caller's, with
+// tls_verify.hpp.
 //
 // Errors: create() logs Postfix's warnings itself (e.g. `cannot get RSA
 // private key from file "/x": disabling TLS support` followed by the "TLS
@@ -96,16 +98,24 @@ class ServerContext {
   std::vector<std::string> cipher_error_details_;
 };
 
+// Per-destination overrides from smtp_tls_policy_maps ("protocols=",
+// "ciphers="); empty: the main.cf settings of the level.
+struct SessionOverrides {
+  std::string protocols;  // a protocol list (':' or blanks between names)
+  std::string ciphers;    // a cipher grade: export, low, medium, high, null
+};
+
 class ClientContext {
  public:
   static std::unique_ptr<ClientContext> create(const config::Config& config,
                                                std::string_view prefix, std::string& error);
 
   // A new client-side SSL (connect state), with the mandatory or the
-  // opportunistic protocols and ciphers; SNI when `servername` is set.
-  // nullptr after logging a warning when those settings are unusable.
+  // opportunistic protocols and ciphers (or the overrides); SNI when
+  // `servername` is set.  nullptr after logging a warning when those
+  // settings are unusable.
   SSL* new_ssl(bool mandatory, std::string_view servername = {},
-               std::string_view namaddr = {});
+               std::string_view namaddr = {}, const SessionOverrides* overrides = nullptr);
 
   SSL_CTX* ssl_ctx() const { return ctx_.get(); }
   int loglevel() const { return loglevel_; }
@@ -122,6 +132,9 @@ class ClientContext {
   CtxPtr ctx_;
   Settings opportunistic_;
   Settings mandatory_;
+  // Cipher lists per grade, with the opportunistic [0] or mandatory [1]
+  // exclusions, for the "ciphers=" policy attribute.
+  std::vector<std::pair<std::string, std::string>> grade_lists_[2];
   int loglevel_ = 0;
 };
 

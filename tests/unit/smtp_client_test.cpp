@@ -1,14 +1,24 @@
 // smtp_client_test.cpp: the smtp client's pure parts: server replies
-// (multi-line, enhanced status codes), next-hop syntax, MX ordering and
-// the EHLO keyword masks.
+// (multi-line, enhanced status codes), next-hop syntax, MX ordering, the
+// EHLO keyword masks, smtp_tls_policy_maps values, the certificate
+// verification texts, and the SASL client's first step with libsasl2.
 #ifdef MTA_HAVE_SMTP_CLIENT
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <map>
 
+#include <sasl/saslutil.h>
+
+#include "config/config.hpp"
 #include "dns/dns_resolver.hpp"
+#include "sasl/cyrus_client.hpp"
 #include "smtp/smtp_client.hpp"
 #include "smtp/smtp_reply.hpp"
+#include "tls/tls_verify.hpp"
 
 using namespace mta::smtp;
 
@@ -151,4 +161,108 @@ TEST_CASE("EHLO keyword masks (smtp_discard_ehlo_keywords)", "[smtp_client]") {
   CHECK(ehlo_mask("") == 0);
   CHECK(ehlo_mask_text(ehlo_mask("8bitmime SmtpUtf8 nonsense")) == "8BITMIME SMTPUTF8");
 }
+TEST_CASE("smtp_tls_policy_maps values", "[smtp_client]") {
+  const std::vector<std::string> vmatch{"hostname"}, smatch{"nexthop", "dot-nexthop"};
+  TlsPolicy p = parse_tls_policy("verify", "k", vmatch, smatch);
+  CHECK(p.level == TlsLevel::verify);
+  CHECK(!p.invalid);
+  CHECK(p.match == vmatch);
+  p = parse_tls_policy("secure match=.example.com:mx.example.net protocols=!SSLv3:!TLSv1 ciphers=high", "k", vmatch,
+                       smatch);
+  CHECK(p.level == TlsLevel::secure);
+  CHECK(p.match == std::vector<std::string>{".example.com", "mx.example.net"});
+  CHECK(p.overrides.protocols == "!SSLv3:!TLSv1");
+  CHECK(p.overrides.ciphers == "high");
+  p = parse_tls_policy("secure", "k", vmatch, smatch);
+  CHECK(p.match == smatch);
+  // match= means nothing below verify.
+  p = parse_tls_policy("encrypt match=x.example", "k", vmatch, smatch);
+  CHECK(p.level == TlsLevel::encrypt);
+  CHECK(p.match.empty());
+  CHECK(parse_tls_policy("may", "k", vmatch, smatch).level == TlsLevel::may);
+  CHECK(parse_tls_policy("none", "k", vmatch, smatch).level == TlsLevel::none);
+  // Broken entries: no connection.
+  CHECK(parse_tls_policy("verify frobnicate=yes", "k", vmatch, smatch).invalid);
+  CHECK(parse_tls_policy("bogus", "k", vmatch, smatch).invalid);
+  CHECK(parse_tls_policy("verify match", "k", vmatch, smatch).invalid);
+  CHECK(parse_tls_policy("", "k", vmatch, smatch).invalid);
+  CHECK(parse_tls_policy("fingerprint", "k", vmatch, smatch).level == TlsLevel::unsupported);
+}
+
+TEST_CASE("certificate verification failure texts (tls_log_verify_error)", "[smtp_client]") {
+  mta::tls::VerifyState st;
+  CHECK(mta::tls::verify_error_text(st, "h[a]:25", false).empty());
+  st.depth = 0;
+  st.error = X509_V_ERR_CERT_HAS_EXPIRED;
+  CHECK(mta::tls::verify_error_text(st, "h[a]:25", false) ==
+        "server certificate verification failed for h[a]:25: certificate has expired");
+  st.error = X509_V_ERR_HOSTNAME_MISMATCH;
+  CHECK(mta::tls::verify_error_text(st, "h[a]:25", false) ==
+        "server certificate verification failed for h[a]:25: num=62:hostname mismatch");
+  st.error = X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT;
+  CHECK(mta::tls::verify_error_text(st, "h[a]:25", false) ==
+        "certificate verification failed for h[a]:25: self-signed certificate");
+  st.depth = 1;
+  st.error = X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY;
+  st.issuer = "/CN=Other CA";
+  CHECK(mta::tls::verify_error_text(st, "h[a]:25", false) ==
+        "certificate verification failed for h[a]:25: untrusted issuer /CN=Other CA");
+  st.error = X509_V_ERR_CERT_HAS_EXPIRED;
+  CHECK(mta::tls::verify_error_text(st, "h[a]:25", false) ==
+        "CA certificate verification failed for h[a]:25: certificate has expired");
+}
+
+TEST_CASE("SASL client: libsasl2 picks a mechanism under the security options", "[smtp_client]") {
+  std::string error;
+  REQUIRE(mta::sasl::init_client("", error));
+  mta::sasl::SecurityOptions plain_ok;
+  plain_ok.noanonymous = true;
+  auto c = mta::sasl::Client::create("smtp", "relay.example", plain_ok, error);
+  REQUIRE(c);
+  std::string mech, reply;
+  REQUIRE(c->first("PLAIN", "alice", "secret", mech, reply));
+  CHECK(mech == "PLAIN");
+  char decoded[128];
+  unsigned len = 0;
+  REQUIRE(sasl_decode64(reply.data(), static_cast<unsigned>(reply.size()), decoded, sizeof decoded, &len) == SASL_OK);
+  std::string text(decoded, len);
+  CHECK(text.substr(text.find('\0')) == std::string("\0alice\0secret", 13));
+  // noplaintext (Postfix's default smtp_sasl_security_options) refuses PLAIN.
+  mta::sasl::SecurityOptions strict;
+  strict.noplaintext = strict.noanonymous = true;
+  auto c2 = mta::sasl::Client::create("smtp", "relay.example", strict, error);
+  REQUIRE(c2);
+  CHECK(!c2->first("PLAIN LOGIN", "alice", "secret", mech, reply));
+  CHECK(reply == "no mechanism available");
+}
+
+TEST_CASE("smtp settings: fallback relays, TLS match lists, SASL", "[smtp_client]") {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / ("mta-smtp-settings-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "main.cf") << "compatibility_level = 3.6\nmyhostname = vm.localdomain\n"
+                                    "smtp_fallback_relay = [10.0.0.1]:587, backup.example\n"
+                                    "smtp_tls_secure_cert_match = nexthop:.example.com\n"
+                                    "smtp_sasl_auth_enable = yes\n"
+                                    "smtp_sasl_password_maps = texthash:/nonexistent\n"
+                                    "smtp_sasl_security_options = noanonymous\n"
+                                    "smtp_sasl_mechanism_filter = plain, !login\n"
+                                    "smtp_connection_cache_time_limit = 5s\n";
+  mta::config::Config c = mta::config::Config::load(dir.string());
+  Settings s = Settings::from_config(c, false);
+  CHECK(s.fallback_relay == std::vector<std::string>{"[10.0.0.1]:587", "backup.example"});
+  CHECK(s.tls_verify_match == std::vector<std::string>{"hostname"});
+  CHECK(s.tls_secure_match == std::vector<std::string>{"nexthop", ".example.com"});
+  CHECK(s.sasl_enable);
+  CHECK(s.sasl_opts.noanonymous);
+  CHECK(!s.sasl_opts.noplaintext);
+  CHECK(s.sasl_tls_opts.noanonymous);  // $smtp_sasl_security_options
+  CHECK(s.sasl_mech_filter == std::vector<std::string>{"plain", "!login"});
+  // lmtp: no fallback relays, its own name space.
+  Settings l = Settings::from_config(c, true);
+  CHECK(l.fallback_relay.empty());
+  CHECK(!l.sasl_enable);
+  fs::remove_all(dir);
+}
+
 #endif
