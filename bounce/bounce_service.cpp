@@ -3,6 +3,7 @@
 
 #include <ctime>
 
+#include "address/address.hpp"
 #include "bounce/original_file.hpp"
 #include "bounce/rfc822_text.hpp"
 #include "log/log.hpp"
@@ -65,21 +66,6 @@ BounceSettings BounceSettings::from_config(const config::Config& config, std::ve
   return s;
 }
 
-std::string verp_sender(const std::string& delimiters, const std::string& sender, const std::string& recipient) {
-  size_t s_at = sender.rfind('@');
-  size_t s_local = s_at == std::string::npos ? sender.size() : s_at;
-  size_t r_at = recipient.rfind('@');
-  size_t r_local = r_at == std::string::npos ? recipient.size() : r_at;
-  std::string out = sender.substr(0, s_local);
-  out += delimiters.empty() ? '+' : delimiters[0];
-  out += recipient.substr(0, r_local);
-  if (r_local + 1 < recipient.size()) {
-    out += delimiters.size() < 2 ? '=' : delimiters[1];
-    out += recipient.substr(r_local + 1);
-  }
-  if (s_local + 1 < sender.size()) out += "@" + sender.substr(s_local + 1);
-  return out;
-}
 
 bool BounceService::is_double_bounce(const std::string& address) const {
   return equal_ignore_case(address, s_.double_bounce_sender);
@@ -345,7 +331,7 @@ int BounceService::verp(const NotifyRequest& req, const std::string& delimiters)
     if (e.rcpt.dsn_notify != 0 && (e.rcpt.dsn_notify & kNotifyFailure) == 0) {
       status = 0;
     } else {
-      std::string to = verp_sender(delimiters, req.sender, e.rcpt.orig_addr.empty() ? e.rcpt.address : e.rcpt.orig_addr);
+      std::string to = address::verp_sender(delimiters, req.sender, e.rcpt.orig_addr.empty() ? e.rcpt.address : e.rcpt.orig_addr);
       Notice n = compose_notice(rs, tmpl, &text, orig->info(), &single, to, false, kNotifyOverride,
                                 req.dsn_ret ? req.dsn_ret : kRetFull);
       status = post(req, "", to, n.content, "sender non-delivery");

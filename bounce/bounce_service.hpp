@@ -117,9 +117,4 @@ class BounceService {
   const config::Config& config_;
 };
 
-// VERP: SENDER's local part, DELIMITERS[0], the recipient's local part,
-// DELIMITERS[1], the recipient's domain, then "@" and SENDER's domain
-// (Postfix's verp_sender()).
-std::string verp_sender(const std::string& delimiters, const std::string& sender, const std::string& recipient);
-
 }  // namespace mta::bounce

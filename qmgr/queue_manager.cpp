@@ -13,6 +13,7 @@
 #include <set>
 #include <sstream>
 
+#include "address/address.hpp"
 #include "config/master_cf.hpp"
 #include "deliver/delivery_status.hpp"
 #include "deliver/status_reporter.hpp"
@@ -67,6 +68,7 @@ QueueManager::QueueManager(server::ServerContext& ctx)
                 resolver_options()) {
   defer_transports_ = ctx.config.get_list("defer_transports");
   recipient_delimiter_ = ctx.config.get("recipient_delimiter");
+  verp_bounces_off_ = ctx.config.get_bool("disable_verp_bounces");
   flush_ = deliver::flush_client_from_config(ctx.config);
   active_limit_ = ctx.config.get_int("qmgr_message_active_limit");
   recipient_limit_ = ctx.config.get_int("qmgr_message_recipient_limit");
@@ -426,7 +428,9 @@ void QueueManager::resolve_and_plan(Message& m) {
         transport_limit(t, "_destination_recipient_limit", "default_destination_recipient_limit"));
   };
   std::vector<std::unique_ptr<Job>> jobs;
-  for (sched::PlannedEntry& e : sched::plan_entries(resolved, recipient_limit, recipient_delimiter_)) {
+  // A VERP message goes one recipient at a time (Postfix's single_rcpt).
+  const bool verp = env.verp.has_value() && !env.verp->empty();
+  for (sched::PlannedEntry& e : sched::plan_entries(resolved, recipient_limit, recipient_delimiter_, verp)) {
     auto job = std::make_unique<Job>();
     job->id = next_job_id_++;
     job->message = &m;
@@ -545,6 +549,12 @@ bool QueueManager::start_job(Job* job) {
   req.encoding = attribute(env, "encoding");
   req.smtputf8 = env.size ? static_cast<int>(env.size->smtputf8) : 0;
   req.sender = env.sender.value_or("");
+  if (env.verp && !env.verp->empty() && !job->recipients.empty()) {
+    // VERP: the sender names the (original) recipient of this delivery.
+    const queue::Recipient& first = env.recipients[job->recipients.front()];
+    const std::string& rcpt = first.original.value_or("").empty() ? first.address : *first.original;
+    req.sender = address::verp_sender(*env.verp, req.sender, rcpt);
+  }
   req.dsn_envid = env.dsn_envid.value_or("");
   req.dsn_ret = env.dsn_ret;
   req.stats = m.stats;
@@ -697,23 +707,36 @@ void QueueManager::message_done(Message& m) {
       m.problem = true;
     }
   }
+  // A VERP message's failures go to VERP addresses, one notice each
+  // (bounce_flush_verp), unless disable_verp_bounces.
+  const std::string verp_delims =
+      m.envelope.verp && !verp_bounces_off_ ? *m.envelope.verp : std::string();
   auto notify = [&](std::string_view service, proto::BounceCommand command, int flags) {
     ipc::Channel ch;
     ipc::Status st = ipc::connect_service(ch, queue_dir_, proto::kClassPrivate, service);
     if (st) st = ch.expect_announcement(proto::kProtoBounce);
     proto::StatusReply reply;
     if (st) {
-      proto::BounceNotifyRequest req;
-      req.command = command;
-      req.flags = flags;
-      req.queue_name = std::string(kActive);
-      req.queue_id = id;
-      req.encoding = attribute(m.envelope, "encoding");
-      req.smtputf8 = m.envelope.size ? static_cast<int>(m.envelope.size->smtputf8) : 0;
-      req.sender = sender;
-      req.dsn_envid = m.envelope.dsn_envid.value_or("");
-      req.dsn_ret = m.envelope.dsn_ret;
-      st = ch.request(req, reply);
+      proto::BounceNotifyArgs args;
+      args.flags = flags;
+      args.queue_name = std::string(kActive);
+      args.queue_id = id;
+      args.encoding = attribute(m.envelope, "encoding");
+      args.smtputf8 = m.envelope.size ? static_cast<int>(m.envelope.size->smtputf8) : 0;
+      args.sender = sender;
+      args.dsn_envid = m.envelope.dsn_envid.value_or("");
+      args.dsn_ret = m.envelope.dsn_ret;
+      if (command == proto::BounceCommand::flush && !verp_delims.empty()) {
+        proto::BounceVerpRequest req;
+        static_cast<proto::BounceNotifyArgs&>(req) = args;
+        req.verp_delims = verp_delims;
+        st = ch.request(req, reply);
+      } else {
+        proto::BounceNotifyRequest req;
+        static_cast<proto::BounceNotifyArgs&>(req) = args;
+        req.command = command;
+        st = ch.request(req, reply);
+      }
     }
     if (!st || reply.status != 0) {
       log::warning("%s: %s service failure%s%s", id.c_str(), std::string(service).c_str(), st ? "" : ": ",

@@ -135,6 +135,7 @@ class QueueManager {
   std::map<std::string, int> process_limits_;  // master.cf: unix service -> maxproc
   std::vector<std::string> defer_transports_;
   std::string recipient_delimiter_;
+  bool verp_bounces_off_ = false;  // disable_verp_bounces
   std::shared_ptr<const ipc::FlushClient> flush_;  // told about deferred mail (fast_flush_domains)
   int incoming_flags_ = 0, deferred_flags_ = 0;    // for the next scan of each queue
   bool dispatching_ = false;

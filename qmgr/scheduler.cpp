@@ -78,7 +78,7 @@ std::string queue_name(const std::string& nexthop, const std::string& address, i
 
 std::vector<PlannedEntry> plan_entries(const std::vector<ResolvedRecipient>& recipients,
                                        const std::function<int(const std::string&)>& recipient_limit,
-                                       std::string_view recipient_delimiter) {
+                                       std::string_view recipient_delimiter, bool single_recipient) {
   // Recipients of one transport and queue share a delivery request until it
   // holds the transport's recipient limit; order is preserved.
   std::vector<PlannedEntry> out;
@@ -88,7 +88,8 @@ std::vector<PlannedEntry> plan_entries(const std::vector<ResolvedRecipient>& rec
     std::string q = queue_name(r.nexthop, r.address, limit, recipient_delimiter);
     auto key = std::make_pair(r.transport, q);
     auto it = open.find(key);
-    if (it == open.end() || out[it->second].recipients.size() >= static_cast<size_t>(limit) ||
+    const size_t per_delivery = single_recipient ? 1 : static_cast<size_t>(limit);
+    if (it == open.end() || out[it->second].recipients.size() >= per_delivery ||
         out[it->second].nexthop != r.nexthop) {
       out.push_back({r.transport, q, r.nexthop, {}});
       open[key] = out.size() - 1;

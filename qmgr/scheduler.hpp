@@ -93,9 +93,11 @@ struct PlannedEntry {
   std::vector<size_t> recipients;
 };
 // recipient_delimiter: extensions are stripped from per-recipient queue names.
+// single_recipient: one recipient per delivery whatever the limit (a VERP
+// message: each recipient gets its own sender), in the same queues.
 std::vector<PlannedEntry> plan_entries(const std::vector<ResolvedRecipient>& recipients,
                                        const std::function<int(const std::string&)>& recipient_limit,
-                                       std::string_view recipient_delimiter);
+                                       std::string_view recipient_delimiter, bool single_recipient = false);
 std::string queue_name(const std::string& nexthop, const std::string& address, int recipient_limit,
                        std::string_view recipient_delimiter);
 

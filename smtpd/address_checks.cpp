@@ -336,6 +336,28 @@ Outcome Policy::check_rcpt_maps(CheckState& st, const std::string& address, cons
     }
     return !found.found();
   };
+  // What resolves to the error transport is undeliverable, unless a
+  // canonical or virtual alias table knows the address (Postfix: "At this
+  // point, anything that resolves to the error mailer is known to be
+  // undeliverable"); the transport's next hop is the reason.
+  if (r.transport == "error") {
+    if (!(nomatch(rcpt_canon_maps_) && nomatch(canonical_maps_) && nomatch(virt_alias_maps_))) {
+      if (failed) return reject(st, 451, "4.3.0", "<" + address + ">: Temporary lookup failure");
+      return Outcome::dunno;
+    }
+    if (failed) return reject(st, 451, "4.3.0", "<" + address + ">: Temporary lookup failure");
+    std::string dsn = sender ? "5.1.0" : "5.1.1", text = r.nexthop;
+    size_t sp = text.find(' ');
+    std::string_view head = std::string_view(text).substr(0, sp);
+    if (head.size() >= 5 && (head[0] == '4' || head[0] == '5') && head[1] == '.' &&
+        head.find_first_not_of("0123456789.") == std::string_view::npos) {
+      dsn = std::string(head);
+      text = sp == std::string::npos ? std::string() : text.substr(sp + 1);
+    }
+    if (sender && dsn.size() >= 5 && dsn.compare(1, 4, ".1.1") == 0) dsn[4] = '0';  // smtpd_dsn_fix
+    return reject(st, (r.flags & proto::kResolveClassAlias) ? virt_alias_code_ : 550, dsn,
+                  "<" + address + ">: " + reply_class + " rejected: " + text);
+  }
   const char* table = nullptr;
   int code = 550;
   if (local) {

@@ -106,6 +106,7 @@ Session::Outcome Session::helo_common(std::string_view args, bool extended) {
   offer(settings.message_size_limit > 0 ? "SIZE " + std::to_string(settings.message_size_limit) : "SIZE");
   if (!settings.disable_vrfy) offer("VRFY");
   offer("ETRN");
+  if (server_.verp_client(facts_)) offer("XVERP");
   if (server_.tls_offered() && !tls_active_ && !server_.tls_wrapper_mode()) offer("STARTTLS");
   if (sasl::ServerSession* sasl = sasl_session(); sasl && (!settings.tls_auth_only || tls_active_)) {
     std::string mechs = sasl->mechanisms();
@@ -149,13 +150,18 @@ Session::Outcome Session::cmd_mail(std::string_view args) {
     reply("501 5.1.7 Bad sender address syntax");
     return Outcome::failed;
   }
-  std::string ret, envid, body;
+  std::string ret, envid, body, verp;
   long long size = 0;
   bool smtputf8 = false;
   for (const std::string& p : path.parameters) {
     std::string name, value;
     bool has_value = false;
     split_parameter(p, name, value, has_value);
+    if (!has_value && name.rfind("XVERP:", 0) == 0) {  // Postfix also takes XVERP:xy
+      has_value = true;
+      value = p.substr(6);
+      name = "XVERP";
+    }
     if (name == "SIZE" && has_value) {
       if (!all_digits(value)) {
         reply("501 5.5.4 Bad message size syntax");
@@ -184,6 +190,15 @@ Session::Outcome Session::cmd_mail(std::string_view args) {
       }
     } else if (name == "SMTPUTF8" && !has_value && settings.smtputf8_enable) {
       smtputf8 = true;
+    } else if (name == "XVERP" && server_.verp_client(facts_)) {
+      // XVERP, XVERP=xy or XVERP:xy, two characters of verp_delimiter_filter.
+      verp = has_value ? value : server_.default_verp_delimiters();
+      if (has_value && (verp.size() != 2 ||
+                        server_.verp_delimiter_filter().find(verp[0]) == std::string::npos ||
+                        server_.verp_delimiter_filter().find(verp[1]) == std::string::npos)) {
+        reply("501 5.5.4 Error: XVERP needs two characters from " + server_.verp_delimiter_filter());
+        return Outcome::failed;
+      }
     } else {
       reply("555 5.5.4 Unsupported option: " + p);
       return Outcome::failed;
@@ -191,6 +206,10 @@ Session::Outcome Session::cmd_mail(std::string_view args) {
   }
   if (path.eight_bit && !smtputf8) {
     reply("553 5.6.7 Must declare SMTPUTF8 to send unicode address");
+    return Outcome::failed;
+  }
+  if (!verp.empty() && path.internal.empty()) {
+    reply("503 5.5.4 Error: XVERP requires non-null sender");
     return Outcome::failed;
   }
   if (settings.message_size_limit > 0 && size > settings.message_size_limit) {
@@ -232,6 +251,7 @@ Session::Outcome Session::cmd_mail(std::string_view args) {
   tx_active_ = true;
   ret_ = ret;
   envid_ = envid;
+  verp_ = verp;
   body_ = body;
   smtputf8_ = smtputf8;
   declared_size_ = size;

@@ -126,6 +126,7 @@ void Session::write_envelope_start() {
   if (!envid_.empty()) cleanup_->attribute("envelope_id", envid_);
   if (!ret_.empty()) cleanup_->attribute("ret_flags", (ret_[0] == 'F' || ret_[0] == 'f') ? "1" : "2");
   cleanup_->record(rec::kFrom, facts_.sender);
+  if (!verp_.empty()) cleanup_->record(rec::kVerp, verp_);
   if (local_user) return;
   cleanup_->attribute("log_client_name", facts_.client_name);
   cleanup_->attribute("log_client_address", facts_.client_addr);
@@ -162,6 +163,7 @@ void Session::reset_transaction() {
   recipients_.clear();
   ret_.clear();
   envid_.clear();
+  verp_.clear();
   body_.clear();
   smtputf8_ = false;
   declared_size_ = 0;

@@ -35,6 +35,10 @@ Smtpd::Smtpd(server::ServerContext& ctx, SmtpdSettings settings, std::unique_ptr
   bare_newline_exclusions_ = maps::HostList("smtpd_forbid_bare_newline_exclusions",
                                             settings_.bare_newline_exclusions,
                                             maps::match_parent_style(ctx.config, "smtpd_forbid_bare_newline_exclusions"));
+  verp_clients_ = maps::HostList("smtpd_authorized_verp_clients", ctx.config.get("smtpd_authorized_verp_clients"),
+                                 maps::match_parent_style(ctx.config, "smtpd_authorized_verp_clients"));
+  verp_default_ = ctx.config.get("default_verp_delimiters");
+  verp_filter_ = ctx.config.get("verp_delimiter_filter");
   forbidden_commands_ = maps::MatchList("smtpd_forbidden_commands", ctx.config.get("smtpd_forbidden_commands"),
                                         maps::MatchList::Kind::string);
   flush_ = deliver::flush_client_from_config(ctx.config);
@@ -56,6 +60,14 @@ bool Smtpd::bare_newline_exempt(const SessionFacts& facts) {
   maps::Match m = bare_newline_exclusions_.match(facts.client_name, facts.client_addr);
   if (m == maps::Match::error)
     log::warning("smtpd_forbid_bare_newline_exclusions: %s", bare_newline_exclusions_.error().c_str());
+  return m == maps::Match::yes;
+}
+
+bool Smtpd::verp_client(const SessionFacts& facts) {
+  if (ctx_.stand_alone) return true;
+  maps::Match m = verp_clients_.match(facts.client_name, facts.client_addr);
+  if (m == maps::Match::error)
+    log::warning("smtpd_authorized_verp_clients: %s", verp_clients_.error().c_str());
   return m == maps::Match::yes;
 }
 

@@ -57,6 +57,10 @@ class Smtpd {
 
   // True when the client is exempt from smtpd_forbid_bare_newline.
   bool bare_newline_exempt(const SessionFacts& facts);
+  // smtpd_authorized_verp_clients (and sendmail -bs): XVERP is offered and taken.
+  bool verp_client(const SessionFacts& facts);
+  const std::string& default_verp_delimiters() const { return verp_default_; }
+  const std::string& verp_delimiter_filter() const { return verp_filter_; }
   // smtpd_forbidden_commands: an unknown command that ends the session.
   bool forbidden_command(std::string_view verb) const;
   // ETRN's client of the flush service; null when fast_flush_domains is
@@ -87,6 +91,8 @@ class Smtpd {
   bool anvil_enabled_ = false;
   maps::HostList limit_exceptions_;
   maps::HostList bare_newline_exclusions_;
+  maps::HostList verp_clients_;
+  std::string verp_default_, verp_filter_;
   maps::MatchList forbidden_commands_;
   std::shared_ptr<const ipc::FlushClient> flush_;
   std::string content_filter_;

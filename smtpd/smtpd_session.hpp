@@ -202,6 +202,7 @@ class Session {
   std::string tx_fail_reply_;
   std::vector<std::string> recipients_;  // accepted, internal form
   std::string ret_, envid_, body_;
+  std::string verp_;  // XVERP delimiters
   bool smtputf8_ = false;
   long long declared_size_ = 0;
   struct timeval arrival_{};

@@ -217,4 +217,23 @@ std::vector<InternalAddress> parse_header_addresses(std::string_view value) {
   return out;
 }
 
+std::string verp_sender(std::string_view delimiters, std::string_view sender, std::string_view recipient) {
+  size_t s_at = sender.rfind('@');
+  size_t s_local = s_at == std::string_view::npos ? sender.size() : s_at;
+  size_t r_at = recipient.rfind('@');
+  size_t r_local = r_at == std::string_view::npos ? recipient.size() : r_at;
+  std::string out(sender.substr(0, s_local));
+  out += delimiters.empty() ? '+' : delimiters[0];
+  out += recipient.substr(0, r_local);
+  if (r_local + 1 < recipient.size()) {
+    out += delimiters.size() < 2 ? '=' : delimiters[1];
+    out += recipient.substr(r_local + 1);
+  }
+  if (s_local + 1 < sender.size()) {
+    out += '@';
+    out += sender.substr(s_local + 1);
+  }
+  return out;
+}
+
 }  // namespace mta::address

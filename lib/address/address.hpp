@@ -45,4 +45,10 @@ struct Token {
 };
 std::vector<Token> tokenize(std::string_view text);
 
+// Postfix's verp_sender(): prefix@origin with delimiters "+=" and the
+// recipient user@domain becomes prefix+user=domain@origin.  qmgr sends
+// each recipient of a VERP message with such a sender, and the bounce
+// service returns each failure to one.
+std::string verp_sender(std::string_view delimiters, std::string_view sender, std::string_view recipient);
+
 }  // namespace mta::address

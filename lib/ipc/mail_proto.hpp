@@ -334,6 +334,9 @@ struct BounceVerpArgs : BounceNotifyArgs {
     return schema(inherit<BounceNotifyArgs>(), field("verp_delimiters", &BounceVerpArgs::verp_delims));
   }
 };
+struct BounceVerpRequest : BounceVerpArgs {
+  static constexpr auto attr_schema() { return schema(constant("nrequest", "3"), inherit<BounceVerpArgs>()); }
+};
 struct BounceOneArgs : BounceNotifyArgs {
   Recipient rcpt;
   Dsn dsn;

@@ -44,7 +44,7 @@ printf '%s\n' "hold: $U" "prepend: $U" "warn: $U" "filter: $U" "discard: $U" "re
   "myhostname = mail.test.example" 'myorigin = $myhostname' 'mydestination = $myhostname, localhost' "inet_interfaces = 127.0.0.1" \
   "inet_protocols = ipv4" "mynetworks = 127.0.0.1/32" "alias_maps = hash:$T/aliases" \
   "alias_database = hash:$T/aliases" 'local_recipient_maps = unix:passwd.byname $alias_maps' \
-  "home_mailbox = Maildir/" "message_size_limit = 20000" "defer_transports = smtp relay" \
+  "home_mailbox = Maildir/" "message_size_limit = 20000" "defer_transports = smtp relay" "default_transport = smtp" "relay_transport = relay" \
   "smtpd_recipient_restrictions = check_recipient_access texthash:$T/access, permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination" \
   "smtpd_sasl_auth_enable = yes" "smtpd_sasl_type = cyrus" "smtpd_sasl_local_domain = mail.test.example" \
   "smtpd_timeout = 3s" "smtpd_client_message_rate_limit = 1000" "anvil_rate_time_unit = 60s" \

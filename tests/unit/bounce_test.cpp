@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "address/address.hpp"
 #include "bounce/bounce_log.hpp"
 #include "bounce/bounce_service.hpp"
 #include "bounce/bounce_template.hpp"
@@ -256,8 +257,8 @@ TEST_CASE("mail_date, header names, mail_name as an atom") {
   CHECK_FALSE(is_header_or_continuation(""));
   CHECK(dsn_mail_name("Postfix") == "Postfix");
   CHECK(dsn_mail_name("My Mail (v1)") == "My-Mail--v1-");
-  CHECK(verp_sender("+=", "owner@list.example", "user@example.com") == "owner+user=example.com@list.example");
-  CHECK(verp_sender("+=", "owner", "user") == "owner+user");
+  CHECK(mta::address::verp_sender("+=", "owner@list.example", "user@example.com") == "owner+user=example.com@list.example");
+  CHECK(mta::address::verp_sender("+=", "owner", "user") == "owner+user");
 }
 
 TEST_CASE("the built-in templates are Postfix 3.7's, as postconf -t shows them") {

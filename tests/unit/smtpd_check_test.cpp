@@ -49,8 +49,14 @@ class FakeResolver : public mta::ipc::RewriteService {
       r.transport = "local";
       r.flags = proto::kResolveClassLocal | proto::kResolveFlagFinal;
     } else if (domain == "valias.example") {
+      // As trivial-rewrite answers for the virtual alias class.
       r.transport = "error";
+      r.nexthop = "5.1.1 User unknown in virtual alias table";
       r.flags = proto::kResolveClassAlias | proto::kResolveFlagFinal;
+    } else if (domain == "bad.example") {
+      r.transport = "error";  // relay_domains, and transport_maps: bad.example error:5.1.1 no such user here
+      r.nexthop = "5.1.1 no such user here";
+      r.flags = proto::kResolveClassRelay;
     } else if (domain == "vbox.example") {
       r.transport = "virtual";
       r.flags = proto::kResolveClassVirtual | proto::kResolveFlagFinal;
@@ -61,7 +67,7 @@ class FakeResolver : public mta::ipc::RewriteService {
       r.transport = "smtp";
       r.flags = proto::kResolveClassDefault;
     }
-    r.nexthop = domain;
+    if (r.nexthop.empty()) r.nexthop = domain;
     return r;
   }
 };
@@ -238,6 +244,9 @@ TEST_CASE("recipient validation per address class", "[smtpd_check]") {
   CHECK(f.rcpt("al@valias.example").empty());
   CHECK(f.rcpt("x@valias.example") ==
         "551 5.1.1 <x@valias.example>: Recipient address rejected: User unknown in virtual alias table");
+  // Whatever resolves to the error transport is refused with its text (the
+  // real Postfix's answer for transport_maps "bad.example error:5.1.1 ...").
+  CHECK(f.rcpt("b@bad.example") == "550 5.1.1 <b@bad.example>: Recipient address rejected: no such user here");
   CHECK(f.rcpt("box@vbox.example").empty());
   CHECK(f.rcpt("al2@vbox.example").empty());
   CHECK(f.rcpt("x@vbox.example") ==
