@@ -3,14 +3,17 @@
 # Builds a hash table of N entries (default 1,000,000) with each, then runs Q
 # (default 100,000) random lookups through `postmap -q -` on each, and prints
 # the times and the ratios ours/Postfix (target: <= 1.0 for both).
-# usage: bench/postmap.sh [N [Q]]     (needs ../shared/tools/postfix-oracle)
+# usage: bench/postmap.sh [N [Q]]     (needs ../shared/tools/postfix-oracle; our
+#        postmap from $MTA_BIN, default build/bin)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 n=${1:-1000000} q=${2:-100000}
 oracle=${POSTFIX_ORACLE:-$top/../shared/tools/postfix-oracle}
 [ -x "$oracle" ] || { echo "bench: needs postfix-oracle at $oracle" >&2; exit 1; }
 "$oracle" install >/dev/null
-[ -x "$top/build/bin/postmap" ] || "$top/scripts/setup"
+B=${MTA_BIN:-$top/build/bin}      # our programs
+[ -x "$B/postmap" ] || [ -n "${MTA_BIN:-}" ] || "$top/scripts/setup"
+[ -x "$B/postmap" ] || { echo "bench: $B/postmap is not built" >&2; exit 1; }
 w=$(mktemp -d); trap 'rm -rf "$w"' EXIT
 mkdir -p "$w/ours" "$w/real"
 printf 'compatibility_level = 3.6\n' > "$w/ours/main.cf"; : > "$w/ours/master.cf"
@@ -20,12 +23,12 @@ awk -v n="$n" -v q="$q" 'BEGIN { srand(42); for (i = 0; i < q; i++) { k = int(ra
 cp "$w/src" "$w/ours/table"; cp "$w/src" "$w/real/table"
 
 seconds() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc; }
-build_ours=$(seconds "$top/build/bin/postmap" -c "$w/ours" "hash:$w/ours/table")
+build_ours=$(seconds "$B/postmap" -c "$w/ours" "hash:$w/ours/table")
 build_real=$(seconds "$oracle" run postmap -c "$w/real" "hash:$w/real/table")
-query_ours=$(seconds sh -c "'$top/build/bin/postmap' -c '$w/ours' -q - 'hash:$w/ours/table' < '$w/keys'")
+query_ours=$(seconds sh -c "'$B/postmap' -c '$w/ours' -q - 'hash:$w/ours/table' < '$w/keys'")
 query_real=$(seconds sh -c "'$oracle' run postmap -c '$w/real' -q - 'hash:$w/real/table' < '$w/keys'")
 # Same answers from both tables, or the times mean nothing.
-"$top/build/bin/postmap" -c "$w/ours" -q - "hash:$w/ours/table" < "$w/keys" > "$w/a.ours" || true
+"$B/postmap" -c "$w/ours" -q - "hash:$w/ours/table" < "$w/keys" > "$w/a.ours" || true
 "$oracle" run postmap -c "$w/real" -q - "hash:$w/real/table" < "$w/keys" > "$w/a.real" 2>/dev/null || true
 cmp -s "$w/a.ours" "$w/a.real" || { echo "bench: the two tables answer differently" >&2; exit 1; }
 

@@ -15,7 +15,7 @@
 #           counted after every round.
 # usage: bench/smtpd.sh [idle|accept|all]       (default all; needs root and
 #        ../shared/tools/postfix-oracle; our binaries from $MTA_BIN, default
-#        build-smtpd/bin; KEEP_TMP=1 keeps the instances' directories and logs)
+#        build/bin; KEEP_TMP=1 keeps the instances' directories and logs)
 # Prints a table; exits 0 when it could measure, non-zero with a reason if not.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,125 +23,22 @@ part=${1:-all}
 case $part in idle|accept|all) ;; *) echo "usage: $0 [idle|accept|all]" >&2; exit 2 ;; esac
 SESSIONS=${SESSIONS:-2000} MESSAGES=${MESSAGES:-2000} ROUNDS=${ROUNDS:-3}
 CLIENTS=${CLIENTS:-20} SIZE=${SIZE:-4096}
-B=${MTA_BIN:-$top/build-smtpd/bin}
-oracle=${POSTFIX_ORACLE:-$top/../shared/tools/postfix-oracle}
-die() { echo "bench: $*" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || die "needs root (both instances drop privileges to postfix)"
-[ -x "$oracle" ] || die "needs postfix-oracle at $oracle"
-for p in master postfix smtpd cleanup trivial-rewrite postconf; do
-  [ -x "$B/$p" ] || die "$B/$p is not built"
-done
-command -v python3 >/dev/null || die "needs python3"
-timeout 200 "$oracle" install >/dev/null 2>&1 || die "postfix-oracle install failed"
+. "$top/bench/lib.sh.inc"
+bench_init master postfix smtpd cleanup trivial-rewrite postconf
 # Every held session is a descriptor in the client, and the masters and
 # smtpd processes inherit the limit (our smtpd sizes its sessions by it).
 want=$((SESSIONS + 1000))
 [ "$(ulimit -Hn)" = unlimited ] || [ "$(ulimit -Hn)" -ge "$want" ] || die "ulimit -Hn is below $want"
 ulimit -n "$( [ "$(ulimit -Hn)" = unlimited ] && echo $((want > 65536 ? want : 65536)) || ulimit -Hn)"
 
-w=$(mktemp -d); chmod 755 "$w"
-HOLD_PID=''
-stop_all() {
-  [ -n "$HOLD_PID" ] && kill "$HOLD_PID" 2>/dev/null && wait "$HOLD_PID" 2>/dev/null
-  [ -f "$w/ours/main.cf" ] && timeout 60 "$B/postfix" -c "$w/ours" stop >/dev/null 2>&1
-  [ -f "$w/real/main.cf" ] && timeout 60 "$oracle" run postfix -c "$w/real" stop >/dev/null 2>&1
-  local who pid i
-  for who in ours real; do   # wait for each master (and so its children) to go
-    pid=$(master_pid "$w/$who")
-    for i in $(seq 100); do [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-  done
-  if [ -n "${KEEP_TMP:-}" ]; then echo "bench: kept $w" >&2; else rm -rf "$w"; fi
-}
-trap 'stop_all || true' EXIT
-trap 'exit 130' INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { local i; for i in $(seq 150); do python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null && return 0; sleep 0.2; done; return 1; }
-master_pid() { tr -dc 0-9 < "$1/queue/pid/master.pid" 2>/dev/null || true; }
-
-# The settings both instances share: loopback only, clients in mynetworks
-# (so the recipient at example.com is relayed), no per-client limits (no
-# anvil), a timeout that outlasts the measurement, a process limit above
-# the number of sessions (Postfix needs one smtpd per session), and no
-# in_flow_delay: without qmgr nobody refills master's flow-control tokens,
-# and Postfix's cleanup would wait 1s per message for one.
-COMMON=("myhostname = mail.bench.example" 'mydestination = $myhostname, localhost'
-  "inet_interfaces = 127.0.0.1" "inet_protocols = ipv4" "mynetworks = 127.0.0.0/8"
-  "compatibility_level = 3.6" "smtpd_timeout = 900s" "smtpd_client_connection_count_limit = 0"
-  "smtpd_client_connection_rate_limit = 0" "default_process_limit = $((SESSIONS + 500))"
-  "in_flow_delay = 0s")
-PORT_OURS=$(free_port) PORT_REAL=$(free_port)
-
-mkdir -p "$w/ours/queue"
-cp "$top/conf/main.cf" "$top/conf/master.cf" "$w/ours/"
-"$B/postconf" -c "$w/ours" -e "queue_directory = $w/ours/queue" "data_directory = $w/ours/data" \
-  "daemon_directory = $B" "command_directory = $B" "maillog_file = $w/ours/maillog" \
-  "maillog_file_prefixes = $w" "alias_maps =" "alias_database =" "${COMMON[@]}" >/dev/null 2>&1 ||
-  die "cannot configure our instance"
-"$B/postconf" -c "$w/ours" -MX smtp/inet
-"$B/postconf" -c "$w/ours" -Me "127.0.0.1:$PORT_OURS/inet=127.0.0.1:$PORT_OURS inet n - n - - smtpd"
-timeout 120 "$oracle" instance "$w/real" "$PORT_REAL" >"$w/instance.log" 2>&1 ||
-  die "postfix-oracle instance failed: $(tail -3 "$w/instance.log")"
-timeout 120 "$oracle" run postconf -c "$w/real" -e "${COMMON[@]}" >/dev/null 2>&1 ||
-  die "cannot configure the real instance"
-# No chroot in either (the oracle's instance has none); no qmgr in either:
-# mail stays in incoming/ and only acceptance is measured.
-"$B/postconf" -c "$w/ours" -F '*/*/chroot = n' >/dev/null
+# Besides lib.sh.inc's COMMON: a timeout that outlasts the measurement and a
+# process limit above the number of sessions (Postfix needs one smtpd per
+# session).
+SETTINGS=("smtpd_timeout = 900s" "default_process_limit = $((SESSIONS + 500))")
+bench_instances
+# No qmgr in either: mail stays in incoming/ and only acceptance is measured.
 "$B/postconf" -c "$w/ours" -MX qmgr/unix
 timeout 60 "$oracle" run postconf -c "$w/real" -MX qmgr/unix
-
-start() {  # ours|real
-  local rc=0
-  if [ "$1" = ours ]; then "$B/postfix" -c "$w/ours" start >/dev/null 2>&1 || rc=$?
-  else timeout 120 "$oracle" run postfix -c "$w/real" start >/dev/null 2>&1 || rc=$?; fi
-  [ $rc = 0 ] || die "$1 instance does not start: $(tail -3 "$w/$1/maillog" 2>/dev/null)"
-  wait_port "$(port "$1")" || die "$1 instance does not listen: $(tail -3 "$w/$1/maillog")"
-}
-stop() {  # ours|real: stop and wait until master has gone
-  local pid i; pid=$(master_pid "$w/$1")
-  if [ "$1" = ours ]; then timeout 60 "$B/postfix" -c "$w/ours" stop >/dev/null 2>&1 || true
-  else timeout 60 "$oracle" run postfix -c "$w/real" stop >/dev/null 2>&1 || true; fi
-  for i in $(seq 150); do [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
-  die "$1 master $pid does not stop"
-}
-port() { [ "$1" = ours ] && echo "$PORT_OURS" || echo "$PORT_REAL"; }
-name() { [ "$1" = ours ] && echo ours || echo Postfix; }
-
-# mem WHO: "SMTPD_PROCS SMTPD_RSS_KB SMTPD_PSS_KB ALL_PROCS ALL_PSS_KB" for the
-# smtpd children of WHO's master, and for master with all its children.
-mem() {
-  local m; m=$(master_pid "$w/$1")
-  { echo "master $m"; pgrep -P "$m" | while read -r c; do echo "$(cat "/proc/$c/comm" 2>/dev/null) $c"; done; } |
-  while read -r comm pid; do
-    rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
-    pss=$(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup" 2>/dev/null)
-    echo "$comm ${rss:-0} ${pss:-0}"
-  done | awk '{ all++; allpss += $3 } $1 == "smtpd" { n++; rss += $2; pss += $3 }
-              END { printf "%d %d %d %d %d\n", n, rss, pss, all, allpss }'
-}
-# cpu WHO: clock ticks used so far by WHO's master and every child it has
-# reaped or still has (a child's ticks move into master's cutime at reaping).
-cpu() {
-  local m; m=$(master_pid "$w/$1")
-  { cat "/proc/$m/stat"; pgrep -P "$m" | while read -r c; do cat "/proc/$c/stat" 2>/dev/null; done; } |
-    sed 's/^.*) //' | awk '{ t += $12 + $13 + $14 + $15 } END { print t }'
-}
-queue_files() { find "$w/$1/queue/incoming" "$w/$1/queue/active" "$w/$1/queue/deferred" \
-  "$w/$1/queue/hold" "$w/$1/queue/maildrop" -type f 2>/dev/null | wc -l; }
-clear_queue() { find "$w/$1/queue/incoming" "$w/$1/queue/active" "$w/$1/queue/deferred" \
-  "$w/$1/queue/hold" -type f -delete 2>/dev/null || true; }
-mb() { awk -v k="$1" 'BEGIN { printf "%.1f MB", k / 1024 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }'; }
-verdict() { awk -v r="$1" -v op="$2" -v t="$3" 'BEGIN { if (r == "-") print "n/a";
-  else if ((op == "<" && r + 0 < t + 0) || (op == ">=" && r + 0 >= t + 0)) print "met"; else print "NOT met" }'; }
-row() { printf '%-36s %20s %20s %7s %8s %8s\n' "$@"; }
-# WHO: warnings, errors, fatals and panics of WHO's log, without the expected
-# ones (no qmgr to trigger, daemons not built, the oracle's unpacked tree).
-log_problems() {
-  grep -E 'warning:|error:|fatal:|panic:' "$w/$1/maillog" 2>/dev/null | grep -v -e 'not owned by' -e 'unable to look up public/qmgr' \
-    -e 'service disabled$' -e 'postfix-script.*writable' -e 'postfix-script.*not set-gid' |
-    sed 's/^[A-Z][a-z][a-z] [ 0-9]*[0-9] [0-9:]* [^ ]* //; s/\[[0-9]*\]//' | sort | uniq -c | sort -rn | head -8
-}
 
 idle() {
   local who res
@@ -209,7 +106,6 @@ accept() {
     done
   done
   stop ours; stop real
-  median() { sort -g "$1" | awk -v d="${2:-1}" '{ v[NR] = $1 } END { printf "%." d "f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
   local ro rr co cr; ro=$(median "$w/rates.ours"); rr=$(median "$w/rates.real")
   co=$(median "$w/cpu.ours" 2); cr=$(median "$w/cpu.real" 2)
   echo
@@ -222,8 +118,5 @@ accept() {
 
 [ "$part" = accept ] || idle
 [ "$part" = idle ] || accept
-for who in ours real; do
-  p=$(log_problems "$who")
-  [ -z "$p" ] || { echo; echo "$(name "$who")'s log: warnings and errors (count, message)"; echo "$p"; }
-done
+print_log_problems
 exit 0

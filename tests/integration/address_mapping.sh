@@ -55,7 +55,7 @@ SETTINGS=(
   "canonical_maps = texthash:$TAB/canonical" "sender_canonical_maps = texthash:$TAB/sender_canonical"
   "recipient_canonical_maps = texthash:$TAB/recipient_canonical"
   "virtual_alias_maps = texthash:$TAB/virtual" "virtual_alias_domains = example.com, catch.example"
-  "virtual_alias_recursion_limit = 5" "local_recipient_maps ="
+  "virtual_alias_recursion_limit = 5" "local_recipient_maps =" "default_transport = smtp" "relay_transport = relay"
   "sender_bcc_maps = texthash:$TAB/sender_bcc"
   "masquerade_domains = !keep.gogu.ro, gogu.ro" "masquerade_exceptions = root"
 )
