@@ -27,8 +27,10 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   std::unique_ptr<mta::smtp::Agent> agent;  // set up once, read-only configuration afterwards
   mta::server::SingleServer server;
-  // After the chroot: queue_directory is then "/", where private/bounce is.
-  server.post_init = [&](mta::server::ServerContext& ctx) {
+  // As Postfix's smtp(8), before the chroot and while still root: the TLS
+  // certificates and CA files, the SASL library and its plug-ins, and the
+  // password and policy tables (sasl_passwd is usually root's, mode 0600).
+  server.pre_init = [&](mta::server::ServerContext& ctx) {
     try {
       // As Postfix's smtp.c: any program name but "smtp" is LMTP.
       bool lmtp = ctx.program != "smtp";
@@ -38,11 +40,15 @@ int main(int argc, char** argv) {
         std::string error;
         tls = mta::tls::ClientContext::create(ctx.config, settings.prefix, error);
       }
-      agent = std::make_unique<mta::smtp::Agent>(std::move(settings), mta::agent::reporter_config(ctx.config),
-                                                 std::move(tls));
+      agent = std::make_unique<mta::smtp::Agent>(std::move(settings), mta::deliver::ReporterConfig{}, std::move(tls));
+      ctx.table_changed = [&agent] { return agent->changed_table(); };
     } catch (const std::exception& e) {
       mta::log::fatal("%s", e.what());
     }
+  };
+  // After the chroot: queue_directory is then "/", where private/bounce is.
+  server.post_init = [&](mta::server::ServerContext& ctx) {
+    agent->set_reporter(mta::agent::reporter_config(ctx.config));
   };
   server.service = [&](int fd, mta::server::ServerContext& ctx) {
     mta::agent::serve_connection(fd, ctx.config, ctx.service_name + " socket",

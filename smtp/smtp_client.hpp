@@ -115,6 +115,7 @@ struct Settings {
   std::vector<std::string> fallback_relay;  // smtp_fallback_relay (SMTP only)
   std::string def_service = "smtp";
   long long connect_timeout = 30, helo_timeout = 300, mail_timeout = 300, rcpt_timeout = 300;
+  long long min_backoff = 300;  // minimal_backoff_time: plaintext after a failed handshake only then
   long long data_init_timeout = 120, data_xfer_timeout = 180, data_done_timeout = 600;
   long long quit_timeout = 300, rset_timeout = 20, starttls_timeout = 300;
   int mx_address_limit = 5;
@@ -175,6 +176,10 @@ class Agent {
   const maps::Maps& sasl_passwd() const { return sasl_passwd_; }
   const maps::Maps& tls_policy() const { return tls_policy_; }
   const deliver::ReporterConfig& reporter() const { return reporter_; }
+  // After the chroot, where queue_directory is "/" (the status services).
+  void set_reporter(deliver::ReporterConfig reporter) { reporter_ = std::move(reporter); }
+  // A table that changed since it was opened (the skeleton restarts), or "".
+  std::string changed_table() const;
 
  private:
   Settings settings_;

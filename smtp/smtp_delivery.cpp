@@ -181,6 +181,13 @@ class DeliveryRun {
   int start_tls();
   void sasl_offer(const std::string& words);
   int sasl_login();
+  // The password table's entry for this sender, server or next hop, or
+  // nullopt; a lookup error counts as an entry (the safe side).
+  std::optional<maps::Result> sasl_credentials();
+  // Postfix's PLAINTEXT_FALLBACK_OK_AFTER_STARTTLS_FAILURE: opportunistic
+  // TLS failed, the message has waited minimal_backoff_time, and no
+  // credentials would go out in the clear.
+  bool plaintext_fallback_ok();
   void quit();
   int xfer();
   Reply read_reply();
@@ -307,7 +314,7 @@ int DeliveryRun::stream_except(tls::Stream::Error kind, const std::string& where
   why_ = deliver::Dsn::simple("4.4.2", reason);
   has_why_ = true;
   // RETRY_AS_PLAINTEXT: an opportunistic TLS session that failed.
-  if (s.tls_active && s.tls_level == TlsLevel::may) {
+  if (s.tls_active && plaintext_fallback_ok()) {
     s.tls_retry_plain = true;
     final_server_ = false;
   }
@@ -479,9 +486,12 @@ std::unique_ptr<Session> DeliveryRun::connect_sock(int sock, const sockaddr* sa,
       if (n == 0) {
         rc = -1;
         err = ETIMEDOUT;
+      } else if (n < 0) {
+        err = errno;
+        rc = -1;
       } else {
         socklen_t el = sizeof err;
-        ::getsockopt(sock, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (::getsockopt(sock, SOL_SOCKET, SO_ERROR, &err, &el) != 0) err = errno;
         rc = err ? -1 : 0;
       }
     } else if (rc < 0) {
@@ -874,7 +884,7 @@ int DeliveryRun::start_tls() {
   s.stream->set_timeout(s_.starttls_timeout);
   if (ssl == nullptr || !s.stream->start_tls(ssl, s.namaddrport)) {
     s.dead = true;
-    if (s.tls_level == TlsLevel::may) {  // RETRY_AS_PLAINTEXT
+    if (plaintext_fallback_ok()) {  // RETRY_AS_PLAINTEXT
       s.tls_retry_plain = true;
       final_server_ = false;
     }
@@ -894,6 +904,8 @@ int DeliveryRun::start_tls() {
     if (!why.empty()) log::info("%s", why.c_str());
   }
   if (a_.tls()->loglevel() >= 1) log::info("%s", tls::connection_summary(info, s.namaddrport).c_str());
+  // VERIFY lives on this stack frame: the SSL must not reach it later.
+  tls::track_verify_errors(s.stream->ssl(), nullptr);
   // The session is usable: QUIT politely after these.
   // Postfix 3.7 checks the match first, and a certificate that OpenSSL
   // did not verify never matched: one text for both.
@@ -942,6 +954,32 @@ void DeliveryRun::sasl_offer(const std::string& words) {
 // smtp_sasl_helo_login() and smtp_sasl_authenticate(): AUTH when the
 // password table knows this sender, server or next hop; otherwise we talk
 // as strangers.  Returns 0 (go on) or -1 (the recipients have a reason).
+std::optional<maps::Result> DeliveryRun::sasl_credentials() {
+  if (!s_.sasl_enable) return std::nullopt;
+  const Session& s = *session_;
+  const maps::Maps& table = a_.sasl_passwd();
+  if (s_.sender_dependent_auth && !req_.sender.empty()) {
+    maps::AddressLookup how;
+    how.recipient_delimiter = s_.recipient_delimiter;
+    how.localpart_if_local = false;
+    maps::Result r = maps::find_address(table, req_.sender, how);
+    if (r.found() || r.failed()) return r;
+  }
+  for (const std::string& key : {s.host, s.dest}) {
+    maps::Result r = table.find(key);
+    if (r.found() || r.failed()) return r;
+  }
+  return std::nullopt;
+}
+
+bool DeliveryRun::plaintext_fallback_ok() {
+  const Session& s = *session_;
+  if (s.tls_level != TlsLevel::may) return false;
+  long long waited = req_.stats.active_arrival.sec - req_.stats.incoming_arrival.sec;
+  if (waited < s_.min_backoff) return false;
+  return !sasl_credentials().has_value();
+}
+
 int DeliveryRun::sasl_login() {
   Session& s = *session_;
   const maps::Maps& table = a_.sasl_passwd();
@@ -1329,6 +1367,13 @@ Agent::Agent(Settings settings, deliver::ReporterConfig reporter, std::unique_pt
 int Agent::deliver(agent::Delivery& delivery) {
   DeliveryRun run(*this, delivery);
   return run.run();
+}
+
+std::string Agent::changed_table() const {
+  for (const maps::Maps* m : {&sasl_passwd_, &tls_policy_})
+    for (const maps::DictPtr& d : m->dicts())
+      if (d->has_changed()) return d->spec();
+  return {};
 }
 
 }  // namespace mta::smtp

@@ -137,6 +137,7 @@ Settings Settings::from_config(const config::Config& c, bool lmtp) {
     for (const std::string& w : c.get_list("smtp_fallback_relay")) s.fallback_relay.push_back(w);
   s.def_service = c.get(lmtp ? "lmtp_tcp_port" : "smtp_tcp_port");
   s.connect_timeout = c.get_time(p("connect_timeout"));
+  s.min_backoff = c.get_time("minimal_backoff_time");
   s.helo_timeout = c.get_time(lmtp ? "lmtp_lhlo_timeout" : "smtp_helo_timeout");
   s.mail_timeout = c.get_time(p("mail_timeout"));
   s.rcpt_timeout = c.get_time(p("rcpt_timeout"));
@@ -188,7 +189,10 @@ Settings Settings::from_config(const config::Config& c, bool lmtp) {
 
   // TLS: the level, or the legacy use_tls/enforce_tls.
   std::string level = c.get(p("tls_security_level"));
-  if (level.empty()) level = c.get_bool(p("enforce_tls")) ? "encrypt" : c.get_bool(p("use_tls")) ? "may" : "none";
+  if (level.empty())
+    level = c.get_bool(p("enforce_tls")) ? (c.get_bool(p("tls_enforce_peername")) ? "verify" : "encrypt")
+            : c.get_bool(p("use_tls"))   ? "may"
+                                         : "none";
   std::optional<TlsLevel> parsed = parse_tls_level(level, p("tls_security_level"));
   if (!parsed) log::fatal("Invalid TLS level \"%s\"", level.c_str());
   s.tls_level = *parsed;
