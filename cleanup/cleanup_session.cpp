@@ -262,8 +262,13 @@ bool CleanupSession::recipient_attribute(char type, std::string_view data, bool 
       log::warning(extracted_segment ? "%s: ignoring malformed dsn notify record <%.200s>"
                                      : "%s: ignoring malformed DSN notify record <%.200s>",
                    queue_id_.c_str(), std::string(data).c_str());
-    else
+    else {
       dsn_notify_ = n;
+      // Postfix's qmgr_opts: the client's NOTIFY as it came in, so that
+      // qmgr flushes the trace log of an expanded NOTIFY=SUCCESS alias
+      // whose new recipients no longer ask for success notices.
+      notify_seen_ |= n;
+    }
     return true;
   }
   if (type == rec::kOrigRcpt) {
@@ -1030,7 +1035,8 @@ int CleanupSession::finish() {
     if (hold && !layout_.move(queue_id_, queue::queue_name::kIncoming, queue::queue_name::kHold, &error)) {
       log::warning("%s: %s", queue_id_.c_str(), error.c_str());
       errs_ = cstat::kWrite;
-    } else if (!file_->finish(&error)) {
+    } else if (!file_->finish(queue::QueueFileWriter::Finish{.qmgr_flags = queue::qmgr_flag::from_dsn_notify(notify_seen_)},
+                              &error)) {
       log::warning("%s: %s", queue_id_.c_str(), error.c_str());
       errs_ = error.find("File too large") != std::string::npos ? cstat::kSize : cstat::kWrite;
       if (hold) ::unlink(layout_.path(queue::queue_name::kHold, queue_id_).c_str());

@@ -221,6 +221,7 @@ class CleanupSession {
   std::optional<std::string> orig_rcpt_;
   std::optional<std::string> dsn_orcpt_;
   int dsn_notify_ = 0;
+  int notify_seen_ = 0;  // every NOTIFY the client sent (queue file size record)
   std::optional<std::string> dsn_envid_;
   int dsn_ret_ = 0;
   std::optional<std::string> verp_delims_;

@@ -383,7 +383,8 @@ void QueueManager::resolve_and_plan(Message& m) {
     }
     proto::ResolveReply reply;
     ipc::Status st;
-    if (!env.redirect && env.filter && filter_route(m, r, &reply)) {
+    // (Address verification probes skip the content filter, as in Postfix.)
+    if (!env.redirect && env.filter && !(m.trace_flags & deliver::kTraceOnlyMask) && filter_route(m, r, &reply)) {
       // The content filter replaces the resolver.
     } else {
       proto::ResolveRequest req;
@@ -429,7 +430,8 @@ void QueueManager::resolve_and_plan(Message& m) {
   };
   std::vector<std::unique_ptr<Job>> jobs;
   // A VERP message goes one recipient at a time (Postfix's single_rcpt).
-  const bool verp = env.verp.has_value() && !env.verp->empty();
+  // (Postfix ignores VERP for the null sender.)
+  const bool verp = env.verp.has_value() && env.verp->size() == 2 && !sender.empty();
   for (sched::PlannedEntry& e : sched::plan_entries(resolved, recipient_limit, recipient_delimiter_, verp)) {
     auto job = std::make_unique<Job>();
     job->id = next_job_id_++;
@@ -549,7 +551,7 @@ bool QueueManager::start_job(Job* job) {
   req.encoding = attribute(env, "encoding");
   req.smtputf8 = env.size ? static_cast<int>(env.size->smtputf8) : 0;
   req.sender = env.sender.value_or("");
-  if (env.verp && !env.verp->empty() && !job->recipients.empty()) {
+  if (env.verp && env.verp->size() == 2 && !req.sender.empty() && !job->recipients.empty()) {
     // VERP: the sender names the (original) recipient of this delivery.
     const queue::Recipient& first = env.recipients[job->recipients.front()];
     const std::string& rcpt = first.original.value_or("").empty() ? first.address : *first.original;
@@ -709,8 +711,10 @@ void QueueManager::message_done(Message& m) {
   }
   // A VERP message's failures go to VERP addresses, one notice each
   // (bounce_flush_verp), unless disable_verp_bounces.
-  const std::string verp_delims =
-      m.envelope.verp && !verp_bounces_off_ ? *m.envelope.verp : std::string();
+  const std::string verp_delims = m.envelope.verp && m.envelope.verp->size() == 2 && !verp_bounces_off_ &&
+                                          !sender.empty()
+                                      ? *m.envelope.verp
+                                      : std::string();
   auto notify = [&](std::string_view service, proto::BounceCommand command, int flags) {
     ipc::Channel ch;
     ipc::Status st = ipc::connect_service(ch, queue_dir_, proto::kClassPrivate, service);

@@ -346,17 +346,10 @@ Outcome Policy::check_rcpt_maps(CheckState& st, const std::string& address, cons
       return Outcome::dunno;
     }
     if (failed) return reject(st, 451, "4.3.0", "<" + address + ">: Temporary lookup failure");
-    std::string dsn = sender ? "5.1.0" : "5.1.1", text = r.nexthop;
-    size_t sp = text.find(' ');
-    std::string_view head = std::string_view(text).substr(0, sp);
-    if (head.size() >= 5 && (head[0] == '4' || head[0] == '5') && head[1] == '.' &&
-        head.find_first_not_of("0123456789.") == std::string_view::npos) {
-      dsn = std::string(head);
-      text = sp == std::string::npos ? std::string() : text.substr(sp + 1);
-    }
-    if (sender && dsn.size() >= 5 && dsn.compare(1, 4, ".1.1") == 0) dsn[4] = '0';  // smtpd_dsn_fix
+    std::string_view text = r.nexthop;
+    std::string dsn = dsn_fix(take_dsn(text, "5.1.1"), reply_class);
     return reject(st, (r.flags & proto::kResolveClassAlias) ? virt_alias_code_ : 550, dsn,
-                  "<" + address + ">: " + reply_class + " rejected: " + text);
+                  "<" + address + ">: " + reply_class + " rejected: " + std::string(text));
   }
   const char* table = nullptr;
   int code = 550;

@@ -58,6 +58,8 @@ size_t dsn_length(std::string_view text) {
   return i;
 }
 
+}  // namespace
+
 // Splits "5.7.1 text" into the status and the text; keeps DSN otherwise.
 std::string take_dsn(std::string_view& text, std::string_view dsn) {
   size_t n = dsn_length(text);
@@ -69,24 +71,34 @@ std::string take_dsn(std::string_view& text, std::string_view dsn) {
   return found;
 }
 
-// smtpd_dsn_fix: an address status made to fit what was rejected.
+// Postfix's smtpd_dsn_fix(): an address status (X.1.Y) made to fit what was
+// rejected, keeping the class digit, with Postfix's info line when it changes.
 std::string dsn_fix(std::string dsn, std::string_view reply_class) {
-  if (dsn.size() < 5 || dsn.compare(1, 3, ".1.") != 0) return dsn;
-  std::string detail = dsn.substr(4);
-  if (reply_class == "Sender address") {
-    if (detail == "1" || detail == "3" || detail == "4" || detail == "5" || detail == "6") return dsn.substr(0, 4) + "7";
-    if (detail == "2") return dsn.substr(0, 4) + "8";
-    return dsn;
+  if (dsn.size() < 5 || !std::isdigit(static_cast<unsigned char>(dsn[0])) || dsn.compare(1, 3, ".1.") != 0) return dsn;
+  struct Row {
+    const char* micro;
+    const char* sender;
+    const char* rcpt;
+  };
+  static const Row rows[] = {{"1", "1.7", "1.1"}, {"2", "1.8", "1.2"}, {"3", "1.7", "1.3"}, {"4", "1.7", "1.4"},
+                             {"5", "1.0", "1.5"}, {"6", "1.7", "1.6"}, {"7", "1.7", "1.3"}, {"8", "1.8", "1.2"}};
+  const std::string micro = dsn.substr(4);
+  std::string fixed;
+  if (reply_class == "Sender address" || reply_class == "Recipient address") {
+    const bool sender = reply_class == "Sender address";
+    std::string tail = "1.0";  // the default row
+    for (const Row& r : rows)
+      if (micro == r.micro) tail = sender ? r.sender : r.rcpt;
+    fixed = dsn.substr(0, 2) + tail;
+  } else {
+    fixed = dsn.substr(0, 2) + "0.0";
   }
-  if (reply_class == "Recipient address") {
-    if (detail == "7") return dsn.substr(0, 4) + "1";
-    if (detail == "8") return dsn.substr(0, 4) + "2";
-    return dsn;
-  }
-  return dsn.substr(0, 1) + ".0.0";
+  if (fixed.compare(2, std::string::npos, dsn, 2, std::string::npos) != 0)
+    log::info("mapping DSN status %s into %s status %s", dsn.c_str(), std::string(reply_class).c_str(),
+              fixed.c_str());
+  return fixed;
 }
 
-}  // namespace
 
 Policy::Policy(const config::Config& config, std::shared_ptr<ipc::RewriteService> rewrite,
                std::shared_ptr<DnsLookup> dns)

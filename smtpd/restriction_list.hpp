@@ -134,4 +134,9 @@ class Policy {
       relay_rcpt_code_ = 550, maps_rbl_code_ = 554, multi_rcpt_code_ = 550;
 };
 
+// "5.7.1 text": the leading status (DSN when there is none), TEXT keeps the rest.
+std::string take_dsn(std::string_view& text, std::string_view dsn);
+// Postfix's smtpd_dsn_fix() for REPLY_CLASS ("Sender address", "Recipient address", ...).
+std::string dsn_fix(std::string dsn, std::string_view reply_class);
+
 }  // namespace mta::smtpd

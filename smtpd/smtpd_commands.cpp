@@ -157,11 +157,6 @@ Session::Outcome Session::cmd_mail(std::string_view args) {
     std::string name, value;
     bool has_value = false;
     split_parameter(p, name, value, has_value);
-    if (!has_value && name.rfind("XVERP:", 0) == 0) {  // Postfix also takes XVERP:xy
-      has_value = true;
-      value = p.substr(6);
-      name = "XVERP";
-    }
     if (name == "SIZE" && has_value) {
       if (!all_digits(value)) {
         reply("501 5.5.4 Bad message size syntax");
@@ -191,7 +186,7 @@ Session::Outcome Session::cmd_mail(std::string_view args) {
     } else if (name == "SMTPUTF8" && !has_value && settings.smtputf8_enable) {
       smtputf8 = true;
     } else if (name == "XVERP" && server_.verp_client(facts_)) {
-      // XVERP, XVERP=xy or XVERP:xy, two characters of verp_delimiter_filter.
+      // XVERP or XVERP=xy, two characters of verp_delimiter_filter.
       verp = has_value ? value : server_.default_verp_delimiters();
       if (has_value && (verp.size() != 2 ||
                         server_.verp_delimiter_filter().find(verp[0]) == std::string::npos ||

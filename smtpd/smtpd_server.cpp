@@ -64,8 +64,9 @@ bool Smtpd::bare_newline_exempt(const SessionFacts& facts) {
 }
 
 bool Smtpd::verp_client(const SessionFacts& facts) {
-  if (ctx_.stand_alone) return true;
-  maps::Match m = verp_clients_.match(facts.client_name, facts.client_addr);
+  // sendmail -bs: Postfix matches the local client as localhost/127.0.0.1.
+  maps::Match m = ctx_.stand_alone ? verp_clients_.match("localhost", "127.0.0.1")
+                                   : verp_clients_.match(facts.client_name, facts.client_addr);
   if (m == maps::Match::error)
     log::warning("smtpd_authorized_verp_clients: %s", verp_clients_.error().c_str());
   return m == maps::Match::yes;

@@ -10,7 +10,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 
+#include "config/config_file.hpp"
 #include "config/host_defaults.hpp"
 #include "log/log.hpp"
 
@@ -24,29 +26,24 @@ std::string Config::default_config_dir() {
 bool Config::listed_as_alternate(const std::string& dir, const std::string& main_cf) {
   std::ifstream in(main_cf);
   if (!in) throw ConfigError("open file " + main_cf + ": " + std::strerror(errno));
-  // Logical lines (continuations joined), "name = value", the literal list.
-  std::string line, logical;
-  bool found = false;
-  auto consider = [&](const std::string& text) {
-    size_t eq = text.find('=');
-    if (found || text.empty() || text[0] == '#' || eq == std::string::npos) return;
-    std::string name = text.substr(0, eq);
-    while (!name.empty() && std::isspace(static_cast<unsigned char>(name.back()))) name.pop_back();
-    if (name != "alternate_config_directories") return;
-    for (const std::string& d : split_list(text.substr(eq + 1)))
-      if (d == dir) found = true;
-  };
-  while (std::getline(in, line)) {
-    if (!line.empty() && std::isspace(static_cast<unsigned char>(line[0])) && !logical.empty()) {
-      size_t first = line.find_first_not_of(" \t\r");
-      if (first != std::string::npos && line[first] != '#') logical += " " + line.substr(first);
-      continue;
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // The file's logical lines as Postfix reads them (comments, continuations);
+  // the values literally, without $name expansion.  Postfix's
+  // mail_conf_checkdir() also trusts multi_instance_directories.
+  std::vector<std::string> warnings;
+  for (const LogicalLine& line : split_logical_lines(text, main_cf, &warnings)) {
+    std::string name, value;
+    if (!split_name_value(line.text, &name, &value).empty()) continue;
+    if (name != "alternate_config_directories" && name != "multi_instance_directories") continue;
+    size_t i = 0;
+    while (i < value.size()) {
+      size_t e = value.find_first_of(", \t\r\n", i);
+      if (e == std::string::npos) e = value.size();
+      if (e > i && value.compare(i, e - i, dir) == 0) return true;
+      i = e + 1;
     }
-    consider(logical);
-    logical = line;
   }
-  consider(logical);
-  return found;
+  return false;
 }
 
 void Config::check_trusted_dir(const std::string& dir) {

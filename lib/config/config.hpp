@@ -46,7 +46,8 @@ class Config : public MacroSource {
   // with "fatal: specify "alternate_config_directories = DIR" in
   // /etc/postfix/main.cf".
   static void check_trusted_dir(const std::string& dir);
-  // The test behind it: DIR is listed in MAIN_CF's alternate_config_directories.
+  // The test behind it: DIR is listed in MAIN_CF's alternate_config_directories
+  // or multi_instance_directories.
   // Throws ConfigError when MAIN_CF cannot be read.
   static bool listed_as_alternate(const std::string& dir, const std::string& main_cf);
   // True when the process runs set-uid or set-gid (postdrop, postqueue):

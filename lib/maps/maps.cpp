@@ -25,6 +25,9 @@ Maps::Maps(std::string title, std::string_view spec_list, const OpenFlags& flags
 }
 
 Result Maps::find(std::string_view key, bool fixed_only) const {
+  // As Postfix's maps_find(): an empty key is never looked up (the null
+  // sender must not match a static: or pattern table).
+  if (key.empty()) return Result::miss();
   for (const DictPtr& d : dicts_) {
     if (fixed_only && d->is_pattern()) continue;
     Result r = d->lookup(key);

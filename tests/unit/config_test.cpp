@@ -133,7 +133,9 @@ TEST_CASE("alternate_config_directories blesses other configuration directories 
                             "alternate_config_directories = /etc/postfix-out,\n"
                             "    /srv/mta/instance\n"
                             "  # a comment line inside\n"
-                            "    $other_dirs\n";
+                            "# a comment in column 0 does not end the value\n"
+                            "    $other_dirs\n"
+                            "multi_instance_directories = /var/lib/postfix-b\r\n";
   using mta::config::Config;
   CHECK(Config::listed_as_alternate("/etc/postfix-out", main_cf));
   CHECK(Config::listed_as_alternate("/srv/mta/instance", main_cf));
@@ -141,6 +143,7 @@ TEST_CASE("alternate_config_directories blesses other configuration directories 
   CHECK_FALSE(Config::listed_as_alternate("/commented", main_cf));
   // Literal text only: $names are not expanded.
   CHECK(Config::listed_as_alternate("$other_dirs", main_cf));
+  CHECK(Config::listed_as_alternate("/var/lib/postfix-b", main_cf));
   CHECK_THROWS_WITH(Config::listed_as_alternate("/x", (dir / "missing").string()),
                     "open file " + (dir / "missing").string() + ": No such file or directory");
   fs::remove_all(dir);

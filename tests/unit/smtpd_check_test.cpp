@@ -19,6 +19,7 @@
 #include "ipc/mail_proto.hpp"
 #include "ipc/rewrite_client.hpp"
 #include "log/log.hpp"
+#include "smtpd/restriction_list.hpp"
 #include "smtpd/dns_lookup.hpp"
 #include "smtpd/smtpd_check.hpp"
 
@@ -627,3 +628,16 @@ TEST_CASE("DNS restrictions through a fake resolver", "[smtpd_check]") {
 }
 
 #endif  // MTA_HAVE_SMTPD_CHECK
+
+TEST_CASE("smtpd_dsn_fix: address statuses made to fit what is rejected (Postfix's table)") {
+  using mta::smtpd::dsn_fix;
+  CHECK(dsn_fix("5.1.1", "Sender address") == "5.1.7");
+  CHECK(dsn_fix("4.1.2", "Sender address") == "4.1.8");
+  CHECK(dsn_fix("4.1.5", "Sender address") == "4.1.0");
+  CHECK(dsn_fix("5.1.7", "Recipient address") == "5.1.3");
+  CHECK(dsn_fix("5.1.8", "Recipient address") == "5.1.2");
+  CHECK(dsn_fix("5.1.9", "Recipient address") == "5.1.0");
+  CHECK(dsn_fix("5.1.1", "Recipient address") == "5.1.1");
+  CHECK(dsn_fix("5.1.1", "Client host") == "5.0.0");
+  CHECK(dsn_fix("5.7.1", "Sender address") == "5.7.1");
+}
