@@ -52,6 +52,15 @@ std::shared_ptr<const ContentCheckTables> ContentCheckTables::from_config(const 
   return t;
 }
 
+std::string ContentCheckTables::changed_table() const {
+  for (const maps::Maps* m : {header.get(), mime_header.get(), nested_header.get(), body.get()}) {
+    if (!m) continue;
+    for (const maps::DictPtr& d : m->dicts())
+      if (d->has_changed()) return d->spec();
+  }
+  return {};
+}
+
 const maps::Maps* ContentCheckTables::for_class(mime::HeaderClass cls) const {
   switch (cls) {
     case mime::HeaderClass::primary: return header.get();

@@ -53,6 +53,8 @@ struct ContentCheckTables {
   static std::shared_ptr<const ContentCheckTables> from_config(const config::Config& config);
   const maps::Maps* for_class(mime::HeaderClass cls) const;
   bool any_header_checks() const { return header || mime_header || nested_header; }
+  // A table that changed since it was opened, or "" (the skeleton restarts).
+  std::string changed_table() const;
 };
 
 // An action value split into its command and the text after it.

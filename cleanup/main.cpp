@@ -128,7 +128,11 @@ int main(int argc, char** argv) {
       daemon.trace = mta::cleanup::make_bounce_client(ctx.config.get("trace_service_name"));
       daemon.local_domains = std::make_unique<mta::rewrite::LocalDomains>(ctx.config);
       daemon.mapper = mta::cleanup::AddressMapper(ctx.config, *daemon.rewriter, *daemon.local_domains);
-      ctx.table_changed = [&daemon] { return daemon.mapper.changed_table(); };
+      ctx.table_changed = [&daemon] {
+        std::string t = daemon.mapper.changed_table();
+        if (t.empty() && daemon.settings.checks) t = daemon.settings.checks->changed_table();
+        return t;
+      };
       daemon.max_record = std::max<size_t>(daemon.settings.line_limit, size_t{1} << 20);
       // Postfix's input flow control (a token from qmgr per message, waited
       // for up to in_flow_delay) is not implemented: say so when an

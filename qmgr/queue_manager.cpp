@@ -80,6 +80,7 @@ QueueManager::QueueManager(server::ServerContext& ctx)
   read_process_limits();
   scheduler_ = std::make_unique<sched::Scheduler>(
       [this](const std::string& t) { return transport_params(t); }, static_cast<double>(min_backoff_));
+  scheduler_->set_transport_dead_time(static_cast<double>(ctx.config.get_time("transport_retry_time")));
   if (ctx.config.get_bool("destination_concurrency_feedback_debug"))
     scheduler_->set_debug_log([](const std::string& line) { log::info("%s", line.c_str()); });
   owner_ = this;
@@ -165,8 +166,12 @@ void QueueManager::scan_incoming() {
     struct stat st{};
     if (::stat(path.c_str(), &st) == 0 && queue::is_ready_queue_file(st.st_mode)) ready.emplace_back(id);
   });
+  incoming_backlog_ = false;
   for (const std::string& id : ready) {
-    if (!room_for_more()) break;
+    if (!room_for_more()) {
+      incoming_backlog_ = true;
+      break;
+    }
     std::string error;
     if (!layout_.move(id, kIncoming, kActive, &error)) {
       log::warning("%s: %s", id.c_str(), error.c_str());
@@ -187,8 +192,12 @@ void QueueManager::scan_deferred() {
     if (::stat(path.c_str(), &st) != 0 || !queue::is_ready_queue_file(st.st_mode)) return;
     if ((flags & kScanAll) || st.st_mtime <= last_deferred_scan_) due.emplace_back(id);
   });
+  deferred_backlog_ = false;
   for (const std::string& id : due) {
-    if (!room_for_more()) break;
+    if (!room_for_more()) {
+      deferred_backlog_ = true;
+      break;
+    }
     std::string error;
     if (!layout_.move(id, kDeferred, kActive, &error)) {
       log::warning("%s: %s", id.c_str(), error.c_str());
@@ -232,7 +241,8 @@ void QueueManager::activate(const std::string& id, int scan_flags) {
   msg->notify_success = env.size && (env.size->qmgr_flags & queue::qmgr_flag::kNotifySuccess);
   for (const queue::Recipient& r : env.recipients)
     if (r.dsn_notify & deliver::kDsnNotifySuccess) msg->notify_success = true;
-  recipients_in_memory_ += static_cast<long long>(env.recipients.size());
+  msg->rcpts_held = static_cast<long long>(env.recipients.size());
+  recipients_in_memory_ += msg->rcpts_held;
   log::info("%s: from=<%s>, size=%ld, nrcpt=%ld (queue active)", id.c_str(), env.sender.value_or("").c_str(),
             msg->data_size, nrcpt);
   Message& m = *msg;
@@ -665,8 +675,32 @@ void QueueManager::finish_job(Job* job, const proto::DeliverReply* reply, const 
 
 void QueueManager::job_done(Job* job) {
   Message& m = *job->message;
+  // As Postfix, recipients leave the in-memory budget as their deliveries
+  // end, so that one huge message does not hold back all other mail.
+  release_recipients(m, static_cast<long long>(job->recipients.size()));
   jobs_.erase(job->id);  // job is gone from here on
   if (--m.jobs_left == 0) message_done(m);
+}
+
+void QueueManager::release_recipients(Message& m, long long n) {
+  n = std::min(n, m.rcpts_held);
+  m.rcpts_held -= n;
+  recipients_in_memory_ -= n;
+  rescan_when_room();
+}
+
+void QueueManager::rescan_when_room() {
+  if ((incoming_backlog_ || deferred_backlog_) && room_for_more()) {
+    // Not from inside this delivery's bookkeeping: on the next loop pass.
+    timeval now{0, 0};
+    event_base_once(ctx_.base, -1, EV_TIMEOUT, &QueueManager::on_room, this, &now);
+  }
+}
+
+void QueueManager::on_room(evutil_socket_t, short, void* arg) {
+  auto* q = static_cast<QueueManager*>(arg);
+  if (q->incoming_backlog_ && q->room_for_more()) q->scan_incoming();
+  if (q->deferred_backlog_ && q->room_for_more()) q->scan_deferred();
 }
 
 void QueueManager::defer_recipients(Message& m, const std::vector<size_t>& which, const std::string& relay,
@@ -794,16 +828,18 @@ void QueueManager::message_done(Message& m) {
         utimbuf times{when, when};
         ::utime(layout_.path(kDeferred, id).c_str(), &times);
       }
-      recipients_in_memory_ -= static_cast<long long>(m.envelope.recipients.size());
-      active_.erase(id);
+      recipients_in_memory_ -= m.rcpts_held;
+      active_.erase(id);  // m is gone from here on
+      rescan_when_room();
       return;
     }
   }
   std::string error;
   if (!layout_.remove(kActive, id, &error)) log::warning("%s: remove: %s", id.c_str(), error.c_str());
   else log::info("%s: removed", id.c_str());
-  recipients_in_memory_ -= static_cast<long long>(m.envelope.recipients.size());
-  active_.erase(id);
+  recipients_in_memory_ -= m.rcpts_held;
+  active_.erase(id);  // m is gone from here on
+  rescan_when_room();
 }
 
 }  // namespace mta::qmgr

@@ -81,6 +81,7 @@ struct Message {
   bool flush_each = false;      // QMGR_FLUSH_EACH: a flushed file revives its destinations
   int trace_flags = 0;          // the trace_flags attribute (sendmail -v, -bv)
   bool notify_success = false;  // some recipient has NOTIFY=SUCCESS
+  long long rcpts_held = 0;     // recipients counted in recipients_in_memory_
 };
 
 class QueueManager {
@@ -93,6 +94,7 @@ class QueueManager {
 
  private:
   static void on_reply(evutil_socket_t fd, short what, void* arg);
+  static void on_room(evutil_socket_t fd, short what, void* arg);
   static void on_timer(evutil_socket_t, short, void* arg);
   static void on_sched_timer(evutil_socket_t, short, void* arg);
 
@@ -142,6 +144,10 @@ class QueueManager {
   bool dispatch_again_ = false;
   long long active_limit_, recipient_limit_;
   long long recipients_in_memory_ = 0;
+  // A scan stopped for want of room: scan again when deliveries free some.
+  bool incoming_backlog_ = false, deferred_backlog_ = false;
+  void release_recipients(Message& m, long long n);
+  void rescan_when_room();
   long long min_backoff_, max_backoff_, max_lifetime_, bounce_lifetime_, run_delay_;
   struct event* timer_ = nullptr;
   struct event* sched_timer_ = nullptr;

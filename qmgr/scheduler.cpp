@@ -300,7 +300,7 @@ std::vector<EntryId> Scheduler::done_transport_failure(const Selection& s, const
   Queue& q = queue(t, s.queue);
   if (!t.dead) {
     t.dead = true;
-    t.dead_until = now + dead_time_;
+    t.dead_until = now + (transport_dead_time_ >= 0 ? transport_dead_time_ : dead_time_);
     t.dsn = dsn;
   }
   std::vector<EntryId> out;

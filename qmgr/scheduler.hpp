@@ -110,6 +110,8 @@ class Scheduler {
 
   // destination_concurrency_feedback_debug: Postfix's window log lines.
   void set_debug_log(std::function<void(const std::string&)> log) { debug_ = std::move(log); }
+  // transport_retry_time: how long a transport whose agent failed stays dead.
+  void set_transport_dead_time(double seconds) { transport_dead_time_ = seconds; }
 
   // Queues an entry.  When the destination or the transport is dead, nothing
   // is queued: false, with the reason in *why.
@@ -192,6 +194,7 @@ class Scheduler {
 
   ParamsFn params_;
   double dead_time_;
+  double transport_dead_time_ = -1;  // transport_retry_time; -1: dead_time_
   std::list<Transport> transports_;  // round-robin order
   std::function<void(const std::string&)> debug_;
 };
