@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "log/log.hpp"
+#include "sasl/cyrus_common.hpp"
 
 namespace mta::sasl {
 
@@ -16,40 +17,7 @@ namespace {
 std::string g_client_conf_path;
 bool g_client_initialized = false;
 
-int client_log(void*, int level, const char* message) {
-  if (message == nullptr) return SASL_OK;
-  switch (level) {
-    case SASL_LOG_ERR:
-    case SASL_LOG_WARN: log::warning("SASL authentication problem: %s", message); break;
-    case SASL_LOG_FAIL: log::warning("SASL authentication failure: %s", message); break;
-    case SASL_LOG_NOTE: log::info("SASL authentication info: %s", message); break;
-    default: log::debug("SASL authentication debug: %s", message); break;
-  }
-  return SASL_OK;
-}
-
-int client_confpath(void*, char** path) {
-  *path = ::strdup(g_client_conf_path.c_str());
-  return *path != nullptr ? SASL_OK : SASL_NOMEM;
-}
-
-// libsasl2 keeps callbacks as int (*)(void).
-template <typename F>
-auto as_proc(F* f) {
-  using Proc = int (*)();
-  return reinterpret_cast<Proc>(reinterpret_cast<void (*)()>(f));
-}
-
-sasl_callback_t g_client_callbacks[] = {
-    {SASL_CB_LOG, as_proc(&client_log), nullptr},
-    {SASL_CB_GETCONFPATH, as_proc(&client_confpath), nullptr},
-    {SASL_CB_LIST_END, nullptr, nullptr},
-};
-
-std::string error_text(int status) {
-  const char* text = sasl_errstring(status, nullptr, nullptr);
-  return text != nullptr ? text : "SASL error " + std::to_string(status);
-}
+sasl_callback_t g_client_callbacks[3];
 
 }  // namespace
 
@@ -60,10 +28,10 @@ struct Client::Callbacks {
 bool init_client(std::string_view config_path, std::string& error) {
   if (g_client_initialized) return true;
   g_client_conf_path = config_path;
-  if (g_client_conf_path.empty()) g_client_callbacks[1] = {SASL_CB_LIST_END, nullptr, nullptr};
+  make_cyrus_callbacks(g_client_callbacks, g_client_conf_path.empty() ? nullptr : &g_client_conf_path);
   int status = sasl_client_init(g_client_callbacks);
   if (status != SASL_OK) {
-    error = "SASL library initialization: " + error_text(status);
+    error = "SASL library initialization: " + cyrus_error_text(status);
     return false;
   }
   g_client_initialized = true;
@@ -93,29 +61,24 @@ std::unique_ptr<Client> Client::create(std::string_view service, std::string_vie
   std::unique_ptr<Client> c(new Client);
   c->callbacks_ = std::make_unique<Callbacks>();
   // The user and password are filled in by first(); the callbacks point at them.
-  c->callbacks_->list[0] = {SASL_CB_USER, as_proc(&get_user), &c->user_};
-  c->callbacks_->list[1] = {SASL_CB_AUTHNAME, as_proc(&get_user), &c->user_};
-  c->callbacks_->list[2] = {SASL_CB_PASS, as_proc(&get_secret), nullptr};
+  c->callbacks_->list[0] = {SASL_CB_USER, as_callback(&get_user), &c->user_};
+  c->callbacks_->list[1] = {SASL_CB_AUTHNAME, as_callback(&get_user), &c->user_};
+  c->callbacks_->list[2] = {SASL_CB_PASS, as_callback(&get_secret), nullptr};
   c->callbacks_->list[3] = {SASL_CB_LIST_END, nullptr, nullptr};
   int status = sasl_client_new(std::string(service).c_str(), std::string(server_name).c_str(), nullptr, nullptr,
                                c->callbacks_->list, 0, &c->conn_);
   if (status != SASL_OK) {
-    error = "per-session SASL client initialization: " + error_text(status);
+    error = "per-session SASL client initialization: " + cyrus_error_text(status);
     return nullptr;
   }
   sasl_security_properties_t props{};
   props.min_ssf = 0;
   props.max_ssf = 0;  // no SASL security layer
   props.maxbufsize = 0;
-  if (o.noplaintext) props.security_flags |= SASL_SEC_NOPLAINTEXT;
-  if (o.noactive) props.security_flags |= SASL_SEC_NOACTIVE;
-  if (o.nodictionary) props.security_flags |= SASL_SEC_NODICTIONARY;
-  if (o.forward_secrecy) props.security_flags |= SASL_SEC_FORWARD_SECRECY;
-  if (o.noanonymous) props.security_flags |= SASL_SEC_NOANONYMOUS;
-  if (o.mutual_auth) props.security_flags |= SASL_SEC_MUTUAL_AUTH;
+  props.security_flags = security_flags(o);
   status = sasl_setprop(c->conn_, SASL_SEC_PROPS, &props);
   if (status != SASL_OK) {
-    error = "set security properties: " + error_text(status);
+    error = "set security properties: " + cyrus_error_text(status);
     return nullptr;
   }
   return c;
@@ -133,7 +96,7 @@ bool Client::encode(const char* data, unsigned len, std::string& reply) {
   unsigned out = 0;
   int status = sasl_encode64(data, len, buf.data(), static_cast<unsigned>(buf.size()), &out);
   if (status != SASL_OK) {
-    reply = error_text(status);
+    reply = cyrus_error_text(status);
     return false;
   }
   buf.resize(out);
@@ -155,7 +118,7 @@ bool Client::first(std::string_view mechanisms, std::string_view user, std::stri
   const char* mech = nullptr;
   int status = sasl_client_start(conn_, std::string(mechanisms).c_str(), nullptr, &out, &outlen, &mech);
   if (status != SASL_OK && status != SASL_CONTINUE) {
-    reply = error_text(status);
+    reply = cyrus_error_text(status);
     return false;
   }
   mechanism = mech ? mech : "";
@@ -168,14 +131,14 @@ bool Client::next(std::string_view challenge, std::string& reply) {
   int status = sasl_decode64(challenge.data(), static_cast<unsigned>(challenge.size()), decoded.data(),
                              static_cast<unsigned>(decoded.size()), &dlen);
   if (status != SASL_OK) {
-    reply = error_text(status);
+    reply = cyrus_error_text(status);
     return false;
   }
   const char* out = nullptr;
   unsigned outlen = 0;
   status = sasl_client_step(conn_, decoded.data(), dlen, nullptr, &out, &outlen);
   if (status != SASL_OK && status != SASL_CONTINUE) {
-    reply = error_text(status);
+    reply = cyrus_error_text(status);
     return false;
   }
   return encode(out, outlen, reply);

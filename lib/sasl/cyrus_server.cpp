@@ -19,6 +19,7 @@
 #include <memory>
 
 #include "log/log.hpp"
+#include "sasl/cyrus_common.hpp"
 #include "sasl/sasl_backends.hpp"
 
 namespace mta::sasl {
@@ -30,55 +31,7 @@ std::string g_app_name;
 std::string g_conf_path;
 bool g_initialized = false;
 
-int log_callback(void*, int level, const char* message) {
-  if (message == nullptr) return SASL_OK;
-  switch (level) {
-    case SASL_LOG_ERR:
-    case SASL_LOG_WARN: log::warning("SASL authentication problem: %s", message); break;
-    case SASL_LOG_FAIL: log::warning("SASL authentication failure: %s", message); break;
-    case SASL_LOG_NOTE: log::info("SASL authentication info: %s", message); break;
-    case SASL_LOG_DEBUG: log::debug("SASL authentication debug: %s", message); break;
-    case SASL_LOG_TRACE: log::debug("SASL authentication trace: %s", message); break;
-    case SASL_LOG_PASS: log::debug("SASL authentication pass: %s", message); break;
-    default: break;
-  }
-  return SASL_OK;
-}
-
-int confpath_callback(void*, char** path) {
-  *path = ::strdup(g_conf_path.c_str());  // the library frees it
-  return *path != nullptr ? SASL_OK : SASL_NOMEM;
-}
-
-// libsasl2 stores every callback as int (*)(void); the detour through
-// void (*)(void) is the cast GCC accepts between function types.
-template <typename F>
-auto as_callback(F* f) {
-  using Proc = int (*)();
-  return reinterpret_cast<Proc>(reinterpret_cast<void (*)()>(f));
-}
-
-sasl_callback_t g_callbacks[] = {
-    {SASL_CB_LOG, as_callback(&log_callback), nullptr},
-    {SASL_CB_GETCONFPATH, as_callback(&confpath_callback), nullptr},
-    {SASL_CB_LIST_END, nullptr, nullptr},
-};
-
-std::string sasl_reason(int status) {
-  const char* text = sasl_errstring(status, nullptr, nullptr);
-  return text != nullptr ? text : "SASL error " + std::to_string(status);
-}
-
-unsigned security_flags(const SecurityOptions& o) {
-  unsigned flags = 0;
-  if (o.noplaintext) flags |= SASL_SEC_NOPLAINTEXT;
-  if (o.noactive) flags |= SASL_SEC_NOACTIVE;
-  if (o.nodictionary) flags |= SASL_SEC_NODICTIONARY;
-  if (o.forward_secrecy) flags |= SASL_SEC_FORWARD_SECRECY;
-  if (o.noanonymous) flags |= SASL_SEC_NOANONYMOUS;
-  if (o.mutual_auth) flags |= SASL_SEC_MUTUAL_AUTH;
-  return flags;
-}
+sasl_callback_t g_callbacks[3];
 
 struct ConnDeleter {
   void operator()(sasl_conn_t* c) const {
@@ -109,7 +62,7 @@ class CyrusSession : public ServerSession {
                                  remote.empty() ? nullptr : remote.c_str(), nullptr, 0, &raw);
     conn_.reset(raw);
     if (status != SASL_OK) {
-      error = "SASL per-connection server initialization: " + sasl_reason(status);
+      error = "SASL per-connection server initialization: " + cyrus_error_text(status);
       conn_.reset();
       return false;
     }
@@ -119,13 +72,13 @@ class CyrusSession : public ServerSession {
     props.maxbufsize = 0;
     props.security_flags = security_flags(security_);
     if ((status = sasl_setprop(conn_.get(), SASL_SEC_PROPS, &props)) != SASL_OK) {
-      error = "SASL per-connection security setup: " + sasl_reason(status);
+      error = "SASL per-connection security setup: " + cyrus_error_text(status);
       conn_.reset();
       return false;
     }
     sasl_ssf_t external = params_.tls_active ? params_.tls_ssf : 0;
     if ((status = sasl_setprop(conn_.get(), SASL_SSF_EXTERNAL, &external)) != SASL_OK) {
-      error = "SASL per-connection security setup: " + sasl_reason(status);
+      error = "SASL per-connection security setup: " + cyrus_error_text(status);
       conn_.reset();
       return false;
     }
@@ -223,7 +176,7 @@ class CyrusSession : public ServerSession {
       in_progress_ = true;
       return Result::more;
     }
-    out = sasl_reason(status);
+    out = cyrus_error_text(status);
     const void* name = nullptr;  // the name tried, when the mechanism got that far
     if (sasl_getprop(conn_.get(), SASL_USERNAME, &name) == SASL_OK && name != nullptr)
       user_ = static_cast<const char*>(name);
@@ -273,9 +226,10 @@ std::unique_ptr<ServerFactory> create_cyrus_factory(const ServerOptions& options
   g_conf_path = !options.cyrus_config_path.empty() ? options.cyrus_config_path
                                                    : options.config_directory + "/sasl:/usr/lib/sasl";
   log::debug("SASL config file is %s.conf (path %s)", g_app_name.c_str(), g_conf_path.c_str());
+  make_cyrus_callbacks(g_callbacks, &g_conf_path);
   int status = sasl_server_init(g_callbacks, g_app_name.c_str());
   if (status != SASL_OK) {
-    error = "SASL per-process initialization failed: " + sasl_reason(status);
+    error = "SASL per-process initialization failed: " + cyrus_error_text(status);
     return nullptr;
   }
   g_initialized = true;
