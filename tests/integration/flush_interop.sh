@@ -21,26 +21,8 @@ for p in master postfix postconf postalias sendmail postdrop pickup cleanup qmgr
   showq postqueue flush ipc_client; do
   [ -x "$B/$p" ] || { echo "# skip: $p is not built"; exit 77; }
 done
-T=$(mktemp -d) || exit 1
-chmod 755 "$T"
-Q=$T/queue
-ORACLE=${POSTFIX_ORACLE:-$MTA_SOURCE_DIR/../shared/tools/postfix-oracle}
+. "$MTA_SOURCE_DIR/tests/integration/interop.sh.inc"
 INST=$T/real
-OURS_UP=0 REAL_UP=0
-cleanup() {
-  [ $OURS_UP = 1 ] && timeout 30 "$B/postfix" -c "$T" stop >/dev/null 2>&1
-  [ $REAL_UP = 1 ] && timeout 60 "$ORACLE" run postfix -c "$INST" stop >/dev/null 2>&1
-  rm -rf "$T"
-}
-trap cleanup EXIT
-FAILS=0 CHECKS=0
-ok() { CHECKS=$((CHECKS + 1)); echo "ok - $1"; }
-bad() { CHECKS=$((CHECKS + 1)); FAILS=$((FAILS + 1)); echo "not ok - $1"; shift; for l in "$@"; do echo "#   $l"; done; }
-same() {  # NAME EXPECTED ACTUAL
-  if [ "$2" == "$3" ]; then ok "$1"; else
-    bad "$1" "$(diff -u <(printf '%s\n' "$2") <(printf '%s\n' "$3") | head -n 40 | sed 's/^/    /')"
-  fi
-}
 eventually() { local i; for i in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done; return 1; }
 finish() { echo "# $CHECKS checks, $FAILS failed"; [ $FAILS = 0 ]; exit $?; }
 # The queue ID of the deferred mail to RCPT in LOG (the latest).

@@ -15,26 +15,7 @@ B=$MTA_BIN
 for f in postfix master proxymap postmap; do
   [ -x "$B/$f" ] || { echo "# skip: $B/$f is not built"; exit 77; }
 done
-T=$(mktemp -d) || exit 1
-chmod 755 "$T"
-Q=$T/queue
-ORACLE=${POSTFIX_ORACLE:-$MTA_SOURCE_DIR/../shared/tools/postfix-oracle}
-INST=$T/instance
-OURS_UP=0 REAL_UP=0
-cleanup() {
-  [ $OURS_UP = 1 ] && timeout 30 "$B/postfix" -c "$T" stop >/dev/null 2>&1
-  [ $REAL_UP = 1 ] && timeout 60 "$ORACLE" run postfix -c "$INST" stop >/dev/null 2>&1
-  rm -rf "$T"
-}
-trap cleanup EXIT
-FAILS=0 CHECKS=0
-ok() { CHECKS=$((CHECKS + 1)); echo "ok - $1"; }
-bad() { CHECKS=$((CHECKS + 1)); FAILS=$((FAILS + 1)); echo "not ok - $1"; shift; for l in "$@"; do echo "#   $l"; done; }
-same() {  # NAME EXPECTED ACTUAL
-  if [ "$2" == "$3" ]; then ok "$1"; else
-    bad "$1" "$(diff -u <(printf '%s\n' "$2") <(printf '%s\n' "$3") | head -n 40 | sed 's/^/    /')"
-  fi
-}
+. "$MTA_SOURCE_DIR/tests/integration/interop.sh.inc"
 wait_for() {  # SECONDS COMMAND...
   local limit=$1 i; shift
   for ((i = 0; i < limit * 5; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
