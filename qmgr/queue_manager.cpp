@@ -342,6 +342,24 @@ void QueueManager::read_process_limits() {
   } catch (const config::ConfigError& e) {
     log::warning("%s", e.what());
   }
+  warn_unimplemented();
+}
+
+// Postfix's preemptive job scheduler (delivery slots) is not implemented:
+// mail is scheduled per destination, round robin (scheduler.hpp).  Its
+// parameters, when set in main.cf or master.cf, are named in a warning.
+void QueueManager::warn_unimplemented() const {
+  static constexpr std::string_view kSlotParams[] = {"_delivery_slot_cost", "_delivery_slot_loan",
+                                                     "_delivery_slot_discount", "_minimum_delivery_slots"};
+  for (const auto& [name, value] : ctx_.config.explicit_values()) {
+    for (std::string_view suffix : kSlotParams) {
+      if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+        log::warning("%s is not implemented by this qmgr (no preemptive job scheduler): ignoring \"%s = %s\"",
+                     name.c_str(), name.c_str(), value.c_str());
+        break;
+      }
+    }
+  }
 }
 
 // A redirect record (header/body checks, access REDIRECT) overrides all
@@ -397,10 +415,17 @@ void QueueManager::resolve_and_plan(Message& m) {
     if (!env.redirect && env.filter && !(m.trace_flags & deliver::kTraceOnlyMask) && filter_route(m, r, &reply)) {
       // The content filter replaces the resolver.
     } else {
-      proto::ResolveRequest req;
-      req.sender = sender;
-      req.address = r.address;
-      st = resolver_.call(req, reply);
+      // Postfix's resolve_clnt remembers its last answer; the same
+      // sender and recipient come back message after message.
+      if (const proto::ResolveReply* known = resolve_cache_.find(sender, r.address)) {
+        reply = *known;
+      } else {
+        proto::ResolveRequest req;
+        req.sender = sender;
+        req.address = r.address;
+        st = resolver_.call(req, reply);
+        if (st && !(reply.flags & proto::kResolveFlagFail)) resolve_cache_.remember(sender, r.address, reply);
+      }
       if (st && env.redirect && !(reply.flags & (proto::kResolveFlagFail | proto::kResolveFlagError)) &&
           !reply.recipient.empty())
         r.address = reply.recipient;

@@ -45,6 +45,7 @@
 #include "ipc/channel.hpp"
 #include "ipc/flush_client.hpp"
 #include "ipc/mail_proto.hpp"
+#include "ipc/rewrite_client.hpp"
 #include "ipc/service.hpp"
 #include "qmgr/scheduler.hpp"
 #include "queue/queue_dirs.hpp"
@@ -124,11 +125,13 @@ class QueueManager {
                                      std::string_view fallback) const;
   sched::TransportParams transport_params(const std::string& transport) const;
   void read_process_limits();
+  void warn_unimplemented() const;
 
   server::ServerContext& ctx_;
   queue::QueueLayout layout_;
   std::string queue_dir_;
   ipc::ServiceClient resolver_;
+  ipc::RecentAnswers<ipc::proto::ResolveReply> resolve_cache_;  // (sender, address) -> answer
   std::map<std::string, std::unique_ptr<Message>> active_;
   std::map<sched::EntryId, std::unique_ptr<Job>> jobs_;  // waiting and running
   sched::EntryId next_job_id_ = 1;

@@ -20,7 +20,7 @@ RewriteClient::RewriteClient(std::string queue_directory, std::string service)
     : client_(std::move(queue_directory), std::string(proto::kClassPrivate), std::move(service), rewrite_options()) {}
 
 std::string RewriteClient::rewrite(std::string_view rule, std::string_view address) {
-  if (have_rewrite_ && last_rule_ == rule && last_rewrite_in_ == address) return last_rewrite_out_;
+  if (const std::string* known = rewrites_.find(rule, address)) return *known;
   proto::RewriteRequest req;
   req.rule = std::string(rule);
   req.address = std::string(address);
@@ -30,17 +30,14 @@ std::string RewriteClient::rewrite(std::string_view rule, std::string_view addre
     log::warning("problem talking to service %s: %s", client_.name().c_str(), st.message().c_str());
     return std::string(address);
   }
-  last_rule_ = std::string(rule);
-  last_rewrite_in_ = std::string(address);
-  last_rewrite_out_ = reply.address;
-  have_rewrite_ = true;
-  log::debug("rewrite_clnt: %s: %.*s -> %s", last_rule_.c_str(), static_cast<int>(address.size()), address.data(),
+  rewrites_.remember(rule, address, reply.address);
+  log::debug("rewrite_clnt: %s: %.*s -> %s", req.rule.c_str(), static_cast<int>(address.size()), address.data(),
              reply.address.c_str());
   return reply.address;
 }
 
 ResolveResult RewriteClient::resolve(std::string_view sender, std::string_view address) {
-  if (have_resolve_ && last_sender_ == sender && last_resolve_in_ == address) return last_resolve_out_;
+  if (const ResolveResult* known = resolves_.find(sender, address)) return *known;
   proto::ResolveRequest req;
   req.sender = std::string(sender);
   req.address = std::string(address);
@@ -59,10 +56,7 @@ ResolveResult RewriteClient::resolve(std::string_view sender, std::string_view a
   log::debug("resolve_clnt: `%s' %.*s -> `%s' `%s' `%s' %d", req.sender.c_str(), static_cast<int>(address.size()),
              address.data(), out.transport.c_str(), out.nexthop.c_str(), out.recipient.c_str(), out.flags);
   if (!(out.flags & proto::kResolveFlagFail)) {
-    last_sender_ = req.sender;
-    last_resolve_in_ = req.address;
-    last_resolve_out_ = out;
-    have_resolve_ = true;
+    resolves_.remember(sender, address, out);
   }
   return out;
 }

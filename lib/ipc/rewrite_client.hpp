@@ -5,17 +5,46 @@
 //
 // Like Postfix's clients it keeps the connection open, retries until the
 // service answers ("problem talking to service rewrite: ..."), and
-// remembers the last answer of each kind (a one-entry cache: smtpd asks
-// about the same recipient several times per RCPT).  RewriteService is the
+// remembers the last few answers of each kind (Postfix keeps one; smtpd
+// asks about the same recipient several times per RCPT, and cleanup
+// rewrites the sender and recipient, then the same addresses again in the
+// From: and To: headers, which a one-entry cache always misses).  RewriteService is the
 // interface that callers hold, so that tests can answer without a daemon.
 #pragma once
 
+#include <array>
 #include <string>
 #include <string_view>
 
 #include "ipc/service.hpp"
 
 namespace mta::ipc {
+
+// The last few answers of a query keyed by two strings (rule or sender,
+// and the address), replaced round robin.  Valid for the life of the
+// process: a configuration change restarts the processes that ask.
+template <typename Answer, size_t N = 4>
+class RecentAnswers {
+ public:
+  const Answer* find(std::string_view k1, std::string_view k2) const {
+    for (const Entry& e : entries_)
+      if (e.valid && e.k1 == k1 && e.k2 == k2) return &e.answer;
+    return nullptr;
+  }
+  void remember(std::string_view k1, std::string_view k2, const Answer& answer) {
+    entries_[next_] = {true, std::string(k1), std::string(k2), answer};
+    next_ = (next_ + 1) % N;
+  }
+
+ private:
+  struct Entry {
+    bool valid = false;
+    std::string k1, k2;
+    Answer answer{};
+  };
+  std::array<Entry, N> entries_{};
+  size_t next_ = 0;
+};
 
 struct ResolveResult {
   std::string transport;
@@ -44,11 +73,8 @@ class RewriteClient : public RewriteService {
 
  private:
   ServiceClient client_;
-  bool have_rewrite_ = false;
-  std::string last_rule_, last_rewrite_in_, last_rewrite_out_;
-  bool have_resolve_ = false;
-  std::string last_sender_, last_resolve_in_;
-  ResolveResult last_resolve_out_;
+  RecentAnswers<std::string> rewrites_;     // (rule, address) -> address
+  RecentAnswers<ResolveResult> resolves_;   // (sender, address) -> result
 };
 
 }  // namespace mta::ipc

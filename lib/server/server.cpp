@@ -249,6 +249,15 @@ class Skeleton {
         report(Availability::taken);
         std::string bytes = read_trigger(fd);
         ::close(fd);
+        // Under load the clients of a trigger server (cleanup's "W" for
+        // qmgr) queue up: take what is already waiting as one request, so
+        // that a burst of wakeups costs one queue scan, not one each.
+        for (int more = 0; more < kTriggerBatch && bytes.size() < 4096; ++more) {
+          int next = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+          if (next < 0) break;
+          bytes += read_trigger(next);
+          ::close(next);
+        }
         if (!bytes.empty()) trigger_->trigger(bytes, ctx_);
         report(Availability::available);
         used_once();
@@ -309,6 +318,8 @@ class Skeleton {
     update_capacity();
     used_once();
   }
+
+  static constexpr int kTriggerBatch = 64;
 
   static std::string read_trigger(int fd) {
     // A trigger is a few bytes; never wait long for them.
