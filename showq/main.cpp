@@ -57,8 +57,10 @@ void serve(int fd, server::ServerContext& ctx) {
   ipc::Channel ch = ipc::server_channel(out, "showq socket", ipc::Format::zero, timeout);
   if (!ch.announce(ipc::proto::kProtoShowq)) return;
   bool client_gone = false;
+  // As Postfix's showq, the listing goes out as the buffer fills, not one
+  // write (and one wakeup of postqueue) per message.
   showq::list_queue("", layout, options, [&](const ipc::proto::ShowqMessage& msg) {
-    if (!ipc::proto::write_showq_message(ch, msg) || !ch.flush()) {
+    if (!ipc::proto::write_showq_message(ch, msg)) {
       client_gone = true;
       return false;
     }
