@@ -238,6 +238,10 @@ void QueueManager::activate(const std::string& id, int scan_flags) {
   if (env.arrival) msg->stats.incoming_arrival = {env.arrival->tv_sec, env.arrival->tv_usec};
   msg->stats.active_arrival = deliver::now();
   msg->trace_flags = std::atoi(attribute(env, "trace_flags").c_str());
+  // sendmail -v: once its report is sent, the record goes (below), so that
+  // a later attempt of a deferred message does not report again.
+  if ((msg->trace_flags & deliver::kTraceFlagsMask) == proto::kDelReqFlagRecordDelivery)
+    if (const queue::Attribute* a = env.find_attribute("trace_flags")) msg->trace_flags_offset = a->offset;
   msg->notify_success = env.size && (env.size->qmgr_flags & queue::qmgr_flag::kNotifySuccess);
   for (const queue::Recipient& r : env.recipients)
     if (r.dsn_notify & deliver::kDsnNotifySuccess) msg->notify_success = true;
@@ -825,6 +829,12 @@ void QueueManager::message_done(Message& m) {
     if (!notify(proto::kServiceTrace, proto::BounceCommand::trace, m.trace_flags & deliver::kTraceFlagsMask)) {
       log::warning("%s: trace logfile update error", id.c_str());
       deferred = true;
+    } else if (m.trace_flags_offset >= 0) {
+      // As Postfix's qmgr_active_done_25_trace_flush(): the report is out.
+      std::string error;
+      auto writer = queue::QueueFileReader::open(layout_.path(kActive, id), true, &error);
+      if (!writer || !writer->kill_attribute(m.trace_flags_offset, &error))
+        log::fatal("%s: update record: %s", id.c_str(), error.c_str());
     }
   }
   if (deferred) {

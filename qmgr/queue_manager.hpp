@@ -81,6 +81,7 @@ struct Message {
   bool override_defer_transports = false;  // QMGR_FLUSH_DFXP: activated by a flush
   bool flush_each = false;      // QMGR_FLUSH_EACH: a flushed file revives its destinations
   int trace_flags = 0;          // the trace_flags attribute (sendmail -v, -bv)
+  off_t trace_flags_offset = -1;  // its record, when it asks only for a record of deliveries
   bool notify_success = false;  // some recipient has NOTIFY=SUCCESS
   long long rcpts_held = 0;     // recipients counted in recipients_in_memory_
 };

@@ -454,6 +454,15 @@ bool QueueFileReader::mark_done(const Recipient& recipient, std::string* error) 
   return true;
 }
 
+bool QueueFileReader::kill_attribute(off_t offset, std::string* error) {
+  std::string why;
+  if (offset < 0 || !update_record_type(fd_, offset, rec::kKill, std::string_view(&rec::kAttr, 1), &why)) {
+    if (error) *error = path_ + ": " + (why.empty() ? "attribute has no offset" : why);
+    return false;
+  }
+  return true;
+}
+
 bool QueueFileReader::update_warn_time(const Envelope& env, long when, std::string* error) {
   std::string why;
   if (env.warn_offset < 0 ||

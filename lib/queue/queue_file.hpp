@@ -208,6 +208,9 @@ class QueueFileReader {
   // R -> D at the recipient's offset (checked to be an R first).
   bool mark_done(const Recipient& recipient, std::string* error);
   bool update_warn_time(const Envelope& envelope, long when, std::string* error);
+  // A -> K: the attribute record at OFFSET no longer counts (Postfix's
+  // qmgr_message_kill_record()).  Written, not synced, as Postfix does.
+  bool kill_attribute(off_t offset, std::string* error);
 
  private:
   QueueFileReader(int fd, std::string path, const struct stat& st) : fd_(fd), path_(std::move(path)), st_(st) {}

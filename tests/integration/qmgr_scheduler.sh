@@ -189,5 +189,17 @@ f=$(grep -rl 'Successful Mail Delivery Report' "$T/home/$U1/Maildir/new" 2>/dev/
   bad "Final-Recipient" "$(grep -i recipient "$f" 2>/dev/null | head -3)"
 [ ! -e "$T/queue/trace" ] || [ -z "$(ls -A "$T/queue/trace")" ] && ok "the trace log is gone" || bad "trace log left"
 
+# 6. sendmail -v: one delivery report, not one more at each later attempt
+# of the deferred recipient (Postfix kills the trace_flags record once the
+# report is out).
+printf 'Subject: verbose\n\nv\n' | send -v -f "$U1@mail.test.example" "v1@small.example" "v2@fail.example"
+reports() { grep -l 'Subject: verbose' "$T/home/$U1/Maildir/new/"* 2>/dev/null | xargs -r grep -l '^Subject: Mail Delivery Status Report' | wc -l; }
+check "sendmail -v: the delivery report reaches the sender" sh -c "[ \$(grep -l 'Subject: verbose' '$T/home/$U1/Maildir/new/'* 2>/dev/null | xargs -r grep -l '^Subject: Mail Delivery Status Report' | wc -l) -ge 1 ]"
+check "the deferred recipient of the -v message expires and bounces" sh -c \
+  "grep -l 'Subject: verbose' '$T/home/$U1/Maildir/new/'* 2>/dev/null | xargs -r grep -l 'Undelivered Mail Returned'"
+n=$(reports)
+[ "$n" = 1 ] && ok "one delivery report for the -v message, whatever the number of attempts" ||
+  bad "one delivery report for sendmail -v" "$n reports"
+
 echo "# $CHECKS checks, $FAILS failed"
 [ "$FAILS" = 0 ]
