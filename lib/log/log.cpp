@@ -2,9 +2,11 @@
 #include "log/log.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <syslog.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -133,6 +135,23 @@ std::string tag() {
   return s.syslog_name + "/" + s.program;
 }
 
+// The process ID for each line, without a system call per line; a forked
+// child (a delivery agent's command, for example) asks again.
+std::atomic<pid_t> g_pid{0};
+pid_t current_pid() {
+  static const bool hooked = [] {
+    ::pthread_atfork(nullptr, nullptr, [] { g_pid.store(0, std::memory_order_relaxed); });
+    return true;
+  }();
+  (void)hooked;
+  pid_t pid = g_pid.load(std::memory_order_relaxed);
+  if (pid == 0) {
+    pid = ::getpid();
+    g_pid.store(pid, std::memory_order_relaxed);
+  }
+  return pid;
+}
+
 std::string format_file_line(std::string_view text) {
   char when[64];
   std::time_t now = std::time(nullptr);
@@ -145,7 +164,7 @@ std::string format_file_line(std::string_view text) {
   line += host;
   line += ' ';
   line += tag();
-  line += '[' + std::to_string(getpid()) + "]: ";
+  line += '[' + std::to_string(current_pid()) + "]: ";
   line += text;
   return line;
 }

@@ -199,7 +199,7 @@ class Skeleton {
 
   void report(Availability a) {
     if (!under_master_) return;
-    StatusReport r{static_cast<std::int32_t>(::getpid()), generation_, a};
+    StatusReport r{static_cast<std::int32_t>(pid_), generation_, a};
     if (::write(kStatusFd, &r, sizeof r) != static_cast<ssize_t>(sizeof r))
       event_base_loopbreak(base_);  // master is gone
   }
@@ -388,6 +388,7 @@ class Skeleton {
   bool draining_ = false;
   size_t listen_events_ = 0;  // the first entries of events_
   long long max_idle_ = 100, max_use_ = 100, uses_ = 0;
+  const pid_t pid_ = ::getpid();  // for the status reports, two per client
 };
 
 }  // namespace
