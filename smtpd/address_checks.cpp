@@ -198,10 +198,19 @@ Outcome Policy::reject_invalid_hostname(CheckState& st, const std::string& name,
 Outcome Policy::reject_unknown_hostname(CheckState& st, const std::string& name, const ListContext& ctx) {
   if (name.empty() || name[0] == '[') return Outcome::dunno;
   DnsStatus s = dns_->host(std::string(strip_dot(name)));
-  if (s == DnsStatus::ok) return Outcome::dunno;
+  if (s == DnsStatus::ok || s == DnsStatus::null_mx) return Outcome::dunno;  // MTA names may have a null MX
   std::string text = "<" + ctx.reply_name + ">: " + ctx.reply_class + " rejected: Host not found";
   if (s == DnsStatus::retry) return defer_if(st, st.defer_if_permit, 450, "4.7.1", text);
   return reject(st, unknown_name_code_, "4.7.1", text);
+}
+
+std::string Policy::unknown_address_domain(const std::string& sender, const std::string& addr) {
+  if (addr.empty() || addr.find('@') == std::string::npos) return {};
+  ipc::ResolveResult r = resolve(sender, addr);
+  if (r.flags & (proto::kResolveFlagFail | kFinal)) return {};
+  std::string domain = domain_of(r.recipient.empty() ? addr : r.recipient);
+  if (domain.empty() || (domain.front() == '[' && domain.back() == ']')) return {};
+  return std::string(strip_dot(domain));
 }
 
 Outcome Policy::reject_unknown_address(CheckState& st, const std::string& addr, const ListContext& ctx) {
@@ -216,6 +225,14 @@ Outcome Policy::reject_unknown_address(CheckState& st, const std::string& addr, 
   std::string text = "<" + ctx.reply_name + ">: " + ctx.reply_class + " rejected: Domain not found";
   DnsStatus s = dns_->mail_host(std::string(strip_dot(domain)));
   if (s == DnsStatus::ok) return Outcome::dunno;
+  // RFC 7505: the domain says it takes no mail.  Postfix's codes are fixed
+  // (not unknown_address_reject_code): 550 5.7.27 for a sender, 556 5.1.10
+  // for a recipient; warn_if_reject, defer_if_reject and soft_bounce apply
+  // as to any reject.
+  if (s == DnsStatus::null_mx)
+    return reject(st, sender ? 550 : 556, sender ? "5.7.27" : "5.1.10",
+                  "<" + ctx.reply_name + ">: " + ctx.reply_class + " rejected: Domain " + domain +
+                      " does not accept mail (nullMX)");
   if (s == DnsStatus::retry) return defer_if(st, st.defer_if_permit, 450, dsn, text);
   return reject(st, unknown_addr_code_, dsn, text);
 }
@@ -250,6 +267,27 @@ std::string Policy::expand_rbl_reply(const CheckState& st, const std::string& te
   }
 }
 
+// What a block list restriction looks up: the value it checks (WHAT, for
+// the reply), its class, and the name to prepend to the list's domain
+// ("" when there is nothing to look up).
+std::string Policy::rbl_target(std::string_view kind, const SessionFacts& f, Stage stage, std::string& what,
+                               std::string& rbl_class) {
+  if (kind == "reject_rbl_client") {
+    if (f.client_addr.empty()) return {};
+    what = f.client_addr;
+    rbl_class = "Client host";
+    return reversed_address(f.client_addr);
+  }
+  if (kind == "reject_rhsbl_client") what = f.client_name == "unknown" ? "" : f.client_name, rbl_class = "Client host";
+  else if (kind == "reject_rhsbl_reverse_client")
+    what = f.reverse_name == "unknown" ? "" : f.reverse_name, rbl_class = "Unverified Client host";
+  else if (kind == "reject_rhsbl_helo") what = f.helo, rbl_class = "Helo command";
+  else if (kind == "reject_rhsbl_sender") what = domain_of(f.sender), rbl_class = "Sender address";
+  else what = stage == Stage::rcpt ? domain_of(f.recipient) : "", rbl_class = "Recipient address";
+  if (what.empty() || what[0] == '[') return {};
+  return what;
+}
+
 Outcome Policy::reject_rbl(CheckState& st, std::string_view kind, const std::string& spec, const ListContext&) {
   const SessionFacts& f = st.facts;
   std::string domain = spec, filter;
@@ -257,22 +295,8 @@ Outcome Policy::reject_rbl(CheckState& st, std::string_view kind, const std::str
     domain = spec.substr(0, eq);
     filter = spec.substr(eq + 1);
   }
-  std::string what, rbl_class, query;
-  if (kind == "reject_rbl_client") {
-    if (f.client_addr.empty()) return Outcome::dunno;
-    what = f.client_addr;
-    rbl_class = "Client host";
-    query = reversed_address(f.client_addr);
-  } else {
-    if (kind == "reject_rhsbl_client") what = f.client_name == "unknown" ? "" : f.client_name, rbl_class = "Client host";
-    else if (kind == "reject_rhsbl_reverse_client")
-      what = f.reverse_name == "unknown" ? "" : f.reverse_name, rbl_class = "Unverified Client host";
-    else if (kind == "reject_rhsbl_helo") what = f.helo, rbl_class = "Helo command";
-    else if (kind == "reject_rhsbl_sender") what = domain_of(f.sender), rbl_class = "Sender address";
-    else what = st.stage == Stage::rcpt ? domain_of(f.recipient) : "", rbl_class = "Recipient address";
-    if (what.empty() || what[0] == '[') return Outcome::dunno;
-    query = what;
-  }
+  std::string what, rbl_class;
+  std::string query = rbl_target(kind, f, st.stage, what, rbl_class);
   if (query.empty()) return Outcome::dunno;
   query += "." + domain;
   std::vector<std::string> addrs;

@@ -73,6 +73,14 @@ class Policy {
   static const char* stage_name(const SessionFacts& facts, Stage stage);
   std::string namaddr(const SessionFacts& facts) const;
 
+  // The DNS questions that LIST could ask for FACTS at STAGE, added to OUT
+  // (the prefetch, see dns_lookup.hpp; dns_prefetch.cpp).  Restriction
+  // classes are followed; what an access table's result names is not.
+  void dns_questions(const SessionFacts& facts, Stage stage, const std::vector<std::string>& list,
+                     std::vector<DnsQuestion>& out, int depth = 0);
+  // Whether LIST, or a class it names, has a restriction that asks DNS.
+  bool asks_dns(const std::vector<std::string>& list, int depth = 0) const;
+
   bool in_mynetworks(const SessionFacts& facts, bool* error = nullptr) const;
   const config::Config& config() const { return config_; }
   std::string changed_table() const;
@@ -104,6 +112,10 @@ class Policy {
   Outcome reject_unknown_hostname(CheckState& st, const std::string& name, const ListContext& ctx);
   Outcome reject_unknown_address(CheckState& st, const std::string& addr, const ListContext& ctx);
   Outcome reject_rbl(CheckState& st, std::string_view kind, const std::string& spec, const ListContext& ctx);
+  static std::string rbl_target(std::string_view kind, const SessionFacts& f, Stage stage, std::string& what,
+                                std::string& rbl_class);
+  // The domain whose MX/A/AAAA reject_unknown_*_domain asks about, or "".
+  std::string unknown_address_domain(const std::string& sender, const std::string& addr);
   Outcome defer_if(CheckState& st, DeferredReply& which, int code, std::string_view dsn, const std::string& text);
   ipc::ResolveResult resolve(const std::string& sender, const std::string& addr);
   // The table for check_*_access ARG, opened once.

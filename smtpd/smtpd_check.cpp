@@ -40,15 +40,17 @@ SessionFacts::Deferred before_mail(const SessionFacts& facts) {
 
 struct Checker::Impl {
   config::Config config;
+  std::shared_ptr<PrefetchedDns> dns;
   Policy policy;
   std::vector<std::string> client, helo, sender, relay, recipient, data, end_of_data, etrn;
   bool relay_first = true;
   bool relay_control = true;  // the relay/recipient lists can refuse relaying
+  bool asks_dns = false;      // some list has a DNS restriction
 
   Impl(const config::Config& c, Services s)
       : config(c),
-        policy(config, s.rewrite ? s.rewrite : std::make_shared<ipc::RewriteClient>(),
-               s.dns ? s.dns : make_system_dns()) {
+        dns(std::make_shared<PrefetchedDns>(s.dns ? s.dns : make_system_dns())),
+        policy(config, s.rewrite ? s.rewrite : std::make_shared<ipc::RewriteClient>(), dns) {
     client = restriction_list(config, "smtpd_client_restrictions");
     helo = restriction_list(config, "smtpd_helo_restrictions");
     sender = restriction_list(config, "smtpd_sender_restrictions");
@@ -70,6 +72,8 @@ struct Checker::Impl {
         for (std::string_view stop : {"reject", "defer", "defer_if_permit", "reject_unauth_destination",
                                       "defer_unauth_destination"})
           relay_control = relay_control || iequals(w, stop);
+    for (const auto* list : {&client, &helo, &sender, &relay, &recipient, &data, &end_of_data, &etrn})
+      asks_dns = asks_dns || policy.asks_dns(*list);
     if (!relay_control)
       log::error("in parameter smtpd_relay_restrictions or smtpd_recipient_restrictions, specify at least "
                  "one working instance of: reject_unauth_destination, defer_unauth_destination, reject, defer, "
@@ -220,6 +224,58 @@ std::optional<std::string> Checker::check_etrn(SessionFacts& facts) {
   Outcome out = impl_->finish(st, impl_->run(st, impl_->etrn, {facts.etrn_domain, "Etrn command"}));
   return impl_->reply(st, out);
 }
+
+std::vector<DnsQuestion> Checker::dns_questions(const SessionFacts& facts, Stage stage) {
+  std::vector<DnsQuestion> out;
+  Impl& i = *impl_;
+  if (!i.asks_dns) return out;
+  Policy& p = i.policy;
+  // The lists that the check of STAGE runs, as in the check_* methods.
+  auto plan = [&](const std::vector<std::string>& list) { p.dns_questions(facts, stage, list, out); };
+  const bool delayed = p.delay_reject;
+  switch (stage) {
+    case Stage::connect:
+      if (!delayed) plan(i.client);
+      break;
+    case Stage::helo:
+      if (!delayed && !facts.helo.empty()) plan(i.helo);
+      break;
+    case Stage::mail:
+      if (!delayed && facts.have_sender) plan(i.sender);
+      break;
+    case Stage::rcpt:
+    case Stage::vrfy:
+      if (delayed) {
+        plan(i.client);
+        if (!facts.helo.empty()) plan(i.helo);
+        if (facts.have_sender) plan(i.sender);
+      }
+      plan(i.relay);
+      plan(i.recipient);
+      break;
+    case Stage::etrn:
+      if (delayed) {
+        plan(i.client);
+        if (!facts.helo.empty()) plan(i.helo);
+      }
+      plan(i.etrn);
+      break;
+    case Stage::data: plan(i.data); break;
+    case Stage::end_of_data: plan(i.end_of_data); break;
+  }
+  return out;
+}
+
+Checker::AnswerScope::AnswerScope(Checker& checker, const DnsAnswers& answers)
+    : checker_(checker), previous_(checker.impl_->dns->answers()) {
+  checker_.impl_->dns->use(&answers);
+}
+
+Checker::AnswerScope::~AnswerScope() { checker_.impl_->dns->use(previous_); }
+
+bool Checker::asks_dns() const { return impl_->asks_dns; }
+
+size_t Checker::dns_misses() const { return impl_->dns->misses(); }
 
 void Checker::reset_transaction(SessionFacts& facts) {
   facts.actions = {};

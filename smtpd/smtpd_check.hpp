@@ -22,14 +22,13 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "smtpd/dns_lookup.hpp"
 
 namespace mta::ipc {
 class RewriteService;
 }
 
 namespace mta::smtpd {
-
-class DnsLookup;
 
 // What the policy knows about a session; the session keeps it current.
 struct SessionFacts {
@@ -122,6 +121,28 @@ class Checker {
   std::optional<std::string> check_end_of_data(SessionFacts& facts);
   std::optional<std::string> check_etrn(SessionFacts& facts);
   std::optional<std::string> check_vrfy(SessionFacts& facts);  // recipient = the VRFY address
+
+  // The DNS questions that the restrictions of STAGE could ask, for FACTS
+  // as they will be when the check runs (the session asks them in its
+  // worker pool first; see dns_lookup.hpp).  Empty when no restriction
+  // list asks DNS.
+  std::vector<DnsQuestion> dns_questions(const SessionFacts& facts, Stage stage);
+  // Whether any restriction list (or class) has a DNS restriction.
+  bool asks_dns() const;
+  // While an AnswerScope lives, DNS questions are answered from ANSWERS;
+  // what is not there is asked synchronously (and counted in dns_misses).
+  class AnswerScope {
+   public:
+    AnswerScope(Checker& checker, const DnsAnswers& answers);
+    ~AnswerScope();
+    AnswerScope(const AnswerScope&) = delete;
+    AnswerScope& operator=(const AnswerScope&) = delete;
+
+   private:
+    Checker& checker_;
+    const DnsAnswers* previous_;
+  };
+  size_t dns_misses() const;
 
   // A new transaction (RSET, end of DATA): forgets the per-transaction
   // states (defer_if_permit, sender-dependent results, actions).

@@ -434,9 +434,12 @@ void Session::bdat_content(std::string_view bytes, bool flush) {
   }
 }
 
-void Session::end_of_message(std::string_view verb) {
+void Session::end_of_message(std::string_view verb, bool prefetched) {
   size_t index = command_index(verb);
   phase_ = Phase::command;
+  if (!prefetched && !size_exceeded_ &&
+      prefetch_dns(Stage::end_of_data, facts_, [this, v = std::string(verb)] { end_of_message(v, true); }))
+    return;
   if (size_exceeded_) {
     reset_transaction();
     reply("552 5.3.4 Message size exceeds fixed limit");

@@ -22,6 +22,7 @@ struct event_base;
 namespace mta::smtpd {
 
 class Session;
+class DnsPool;
 
 class Smtpd {
  public:
@@ -67,6 +68,9 @@ class Smtpd {
   // empty.
   const ipc::FlushClient* flush() const { return flush_.get(); }
 
+  // The worker threads for blocking lookups (dns_pool.hpp).
+  DnsPool& dns_pool() { return *dns_pool_; }
+
   void add(Session* s) { sessions_.insert(s); }
   void remove(Session* s);
   // SIGTERM: every session gets 421 and the process leaves.
@@ -83,6 +87,7 @@ class Smtpd {
   server::ServerContext& ctx_;
   SmtpdSettings settings_;
   std::unique_ptr<Checker> checker_;
+  std::unique_ptr<DnsPool> dns_pool_;
   std::set<Session*> sessions_;
   std::unique_ptr<sasl::ServerFactory> sasl_;
   std::unique_ptr<tls::ServerContext> tls_;

@@ -12,10 +12,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
 
 #include "log/log.hpp"
+#include "smtpd/dns_pool.hpp"
+#include "smtpd/smtp_address.hpp"
 #include "smtpd/smtpd_server.hpp"
 
 namespace mta::smtpd {
@@ -111,17 +114,20 @@ void sockaddr_text(const sockaddr_storage& ss, std::string& addr, std::string& p
 
 }  // namespace
 
-Session::Session(Smtpd& server, int fd) : server_(server) {
+Session::Session(Smtpd& server, int fd) : server_(server), alive_(std::make_shared<Session*>(this)) {
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-  lookup_client(fd);
+  client_addresses(fd);
   set_bufferevent(bufferevent_socket_new(server_.base(), fd, BEV_OPT_CLOSE_ON_FREE));
   sleep_timer_ = evtimer_new(server_.base(), &Session::on_sleep_done, this);
   flush_event_ = event_new(server_.base(), -1, 0, &Session::on_flush, this);
+  wait_timer_ = evtimer_new(server_.base(), &Session::on_wait_timeout, this);
   server_.add(this);
 }
 
 Session::~Session() {
+  *alive_ = nullptr;  // answers still with the worker pool find no session
   cleanup_.reset();
+  if (wait_timer_) event_free(wait_timer_);
   if (sleep_timer_) event_free(sleep_timer_);
   if (flush_event_) event_free(flush_event_);
   if (bev_) bufferevent_free(bev_);
@@ -136,54 +142,17 @@ void Session::set_bufferevent(struct bufferevent* bev) {
   bufferevent_enable(bev_, EV_READ | EV_WRITE);
 }
 
-void Session::lookup_client(int fd) {
-  sockaddr_storage peer{}, local{};
-  socklen_t plen = sizeof peer, llen = sizeof local;
-  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) != 0) peer.ss_family = AF_UNSPEC;
+void Session::client_addresses(int fd) {
+  sockaddr_storage local{};
+  socklen_t llen = sizeof local;
+  peer_len_ = sizeof peer_;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer_), &peer_len_) != 0) peer_.ss_family = AF_UNSPEC;
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen) != 0) local.ss_family = AF_UNSPEC;
-  sockaddr_text(peer, facts_.client_addr, facts_.client_port, address_family_);
+  sockaddr_text(peer_, facts_.client_addr, facts_.client_port, address_family_);
   int ignored = 0;
   sockaddr_text(local, facts_.server_addr, facts_.server_port, ignored);
   rfc_addr_ = address_family_ == AF_INET6 ? "IPv6:" + facts_.client_addr : facts_.client_addr;
-
-  // The client's name: the PTR answer, confirmed by a forward lookup
-  // (Postfix's smtpd_peer.c).  Synchronous, as in Postfix: the resolver
-  // answers loopback and /etc/hosts names without waiting.
-  if (server_.settings().peername_lookup && (peer.ss_family == AF_INET || peer.ss_family == AF_INET6)) {
-    char host[NI_MAXHOST];
-    int rc = ::getnameinfo(reinterpret_cast<sockaddr*>(&peer), plen, host, sizeof host, nullptr, 0, NI_NAMEREQD);
-    if (rc == 0 && plausible_hostname(host)) {
-      facts_.reverse_name = host;
-      facts_.reverse_name_status = 0;
-      addrinfo hints{}, *res = nullptr;
-      hints.ai_socktype = SOCK_STREAM;
-      int frc = ::getaddrinfo(host, nullptr, &hints, &res);
-      bool confirmed = false;
-      for (addrinfo* ai = res; frc == 0 && ai && !confirmed; ai = ai->ai_next) {
-        sockaddr_storage ss{};
-        std::memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
-        std::string a, p;
-        int f = 0;
-        sockaddr_text(ss, a, p, f);
-        confirmed = a == facts_.client_addr;
-      }
-      if (res) ::freeaddrinfo(res);
-      if (confirmed) {
-        facts_.client_name = host;
-        facts_.name_status = 0;
-      } else {
-        facts_.name_status = frc == EAI_AGAIN ? 4 : 5;
-        if (frc == 0)
-          log::warning("hostname %s does not resolve to address %s", host, facts_.client_addr.c_str());
-        else
-          log::warning("hostname %s does not resolve to address %s: %s", host, facts_.client_addr.c_str(),
-                       ::gai_strerror(frc));
-      }
-    } else {
-      facts_.reverse_name_status = facts_.name_status = rc == EAI_AGAIN ? 4 : 5;
-    }
-  }
-  if (peer.ss_family != AF_INET && peer.ss_family != AF_INET6) {
+  if (peer_.ss_family != AF_INET && peer_.ss_family != AF_INET6) {
     // Stand-alone (sendmail -bs): the local user, as Postfix names it.
     facts_.client_name = facts_.reverse_name = "localhost";
     facts_.name_status = facts_.reverse_name_status = 0;
@@ -191,7 +160,103 @@ void Session::lookup_client(int fd) {
   namaddr_ = facts_.client_name + "[" + facts_.client_addr + "]";
 }
 
+namespace {
+
+// The client's name: the PTR answer, confirmed by a forward lookup
+// (Postfix's smtpd_peer.c).  Runs in a worker thread: it only fills in
+// the result.
+struct ClientName {
+  std::string reverse_name;
+  std::string name;
+  int reverse_status = 5, name_status = 5;
+  int forward_error = 0;  // getaddrinfo's, when the forward lookup failed
+  bool mismatch = false;  // the forward lookup did not give the address
+};
+
+ClientName lookup_client_name(const sockaddr_storage& peer, socklen_t len, const std::string& addr) {
+  ClientName out;
+  char host[NI_MAXHOST];
+  int rc = ::getnameinfo(reinterpret_cast<const sockaddr*>(&peer), len, host, sizeof host, nullptr, 0, NI_NAMEREQD);
+  if (rc != 0 || !plausible_hostname(host)) {
+    out.reverse_status = out.name_status = rc == EAI_AGAIN ? 4 : 5;
+    return out;
+  }
+  out.reverse_name = host;
+  out.reverse_status = 0;
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_socktype = SOCK_STREAM;
+  int frc = ::getaddrinfo(host, nullptr, &hints, &res);
+  bool confirmed = false;
+  for (addrinfo* ai = res; frc == 0 && ai && !confirmed; ai = ai->ai_next) {
+    sockaddr_storage ss{};
+    std::memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+    std::string a, p;
+    int f = 0;
+    sockaddr_text(ss, a, p, f);
+    confirmed = a == addr;
+  }
+  if (res) ::freeaddrinfo(res);
+  if (confirmed) {
+    out.name = host;
+    out.name_status = 0;
+  } else {
+    out.name_status = frc == EAI_AGAIN ? 4 : 5;
+    out.forward_error = frc;
+    out.mismatch = true;
+  }
+  return out;
+}
+
+}  // namespace
+
 void Session::start() {
+  if (!server_.settings().peername_lookup || (peer_.ss_family != AF_INET && peer_.ss_family != AF_INET6)) {
+    client_known();
+    return;
+  }
+  // The lookup runs in the worker pool; the session says and reads
+  // nothing until it is done (or smtpd_timeout passed: a temporary
+  // failure, as a resolver that does not answer).
+  auto result = std::make_shared<ClientName>();
+  auto timed_out = std::make_shared<bool>(false);  // then the worker may still write *result
+  std::shared_ptr<Session*> alive = alive_;
+  unsigned long generation = wait_generation_ + 1;
+  sockaddr_storage peer = peer_;
+  socklen_t len = peer_len_;
+  std::string addr = facts_.client_addr;
+  begin_wait(
+      1,
+      [this, timed_out] {
+        *timed_out = true;
+        facts_.reverse_name_status = facts_.name_status = 4;
+      },
+      [this, result, timed_out] {
+        if (*timed_out) {
+          client_known();
+          return;
+        }
+        const ClientName& r = *result;
+        facts_.reverse_name_status = r.reverse_status;
+        facts_.name_status = r.name_status;
+        if (r.reverse_status == 0) facts_.reverse_name = r.reverse_name;
+        if (r.name_status == 0) facts_.client_name = r.name;
+        if (r.mismatch && r.forward_error == 0)
+          log::warning("hostname %s does not resolve to address %s", r.reverse_name.c_str(),
+                       facts_.client_addr.c_str());
+        else if (r.mismatch)
+          log::warning("hostname %s does not resolve to address %s: %s", r.reverse_name.c_str(),
+                       facts_.client_addr.c_str(), ::gai_strerror(r.forward_error));
+        client_known();
+      });
+  server_.dns_pool().submit([result, peer, len, addr](DnsLookup&) { *result = lookup_client_name(peer, len, addr); },
+                            [alive, generation] {
+                              if (Session* s = *alive) s->job_done(generation);
+                            });
+}
+
+// The client's name is known (or its lookup failed).
+void Session::client_known() {
+  namaddr_ = facts_.client_name + "[" + facts_.client_addr + "]";
   log::info("connect from %s", namaddr_.c_str());
   bare_newline_exempt_ = server_.bare_newline_exempt(facts_);
   facts_.protocol = "SMTP";
@@ -231,6 +296,11 @@ void Session::greet() {
       return;
     }
   }
+  connect_checks(false);
+}
+
+void Session::connect_checks(bool prefetched) {
+  if (!prefetched && prefetch_dns(Stage::connect, facts_, [this] { connect_checks(true); })) return;
   if (auto refusal = policy(&Checker::check_connect)) {
     // smtpd_delay_reject = no: the client hears the refusal instead of the
     // greeting, and "503 access denied" for every command but QUIT.
@@ -239,7 +309,7 @@ void Session::greet() {
     reply(*refusal);
     return;
   }
-  reply("220 " + settings.banner);
+  reply("220 " + server_.settings().banner);
 }
 
 void Session::shutdown() {
@@ -330,6 +400,7 @@ void Session::pause_input() {
 }
 
 void Session::resume_input() {
+  if (waiting_) return;  // end_wait() resumes
   input_paused_ = false;
   if (bev_ && !closing_) bufferevent_enable(bev_, EV_READ);
   process_input();
@@ -483,13 +554,159 @@ void Session::handle_command_line(std::string line, bool crlf, bool truncated) {
     return;
   }
   last_command_ = verb;
+  run_command(index, std::string(args), false);
+}
+
+// Runs a command's handler, once the DNS questions of its check are
+// answered.
+void Session::run_command(size_t index, std::string args, bool prefetched) {
+  if (!prefetched && server_.checker() && server_.checker()->asks_dns()) {
+    SessionFacts future;
+    Stage stage = Stage::connect;
+    if (command_facts(index, args, future, stage) &&
+        prefetch_dns(stage, future, [this, index, args] { run_command(index, args, true); }))
+      return;
+  }
+  const Command& cmd = kCommands[index];
   finish_command(index, (this->*cmd.handler)(args));
-  if ((cmd.flags & kLimit) && junk_count_++ > settings.junk_command_limit) ++error_count_;
+  if ((cmd.flags & kLimit) && junk_count_++ > server_.settings().junk_command_limit) ++error_count_;
+}
+
+// What the handler will put in facts_ before its check (smtpd_commands.cpp,
+// smtpd_data.cpp), for the commands that check.
+bool Session::command_facts(size_t index, std::string_view args, SessionFacts& f, Stage& stage) const {
+  const SmtpdSettings& settings = server_.settings();
+  std::string_view verb = kCommands[index].verb;
+  f = facts_;
+  if (verb == "HELO" || verb == "EHLO") {
+    if (args.empty()) return false;
+    f.helo = std::string(args);
+    stage = Stage::helo;
+    return true;
+  }
+  if (verb == "MAIL") {
+    if (tx_active_ || bdat_active_) return false;
+    PathArgument path = parse_path_argument(args, "FROM", settings.strict_rfc821_envelopes);
+    if (path.error != PathArgument::Error::none) return false;
+    f.have_sender = true;
+    f.sender = path.internal;
+    f.recipient.clear();
+    stage = Stage::mail;
+    return true;
+  }
+  if (verb == "RCPT") {
+    if (!tx_active_ || bdat_active_) return false;
+    PathArgument path = parse_path_argument(args, "TO", settings.strict_rfc821_envelopes);
+    if (path.error != PathArgument::Error::none || path.internal.empty()) return false;
+    f.recipient = path.internal;
+    f.recipient_count = static_cast<int>(recipients_.size());
+    stage = Stage::rcpt;
+    return true;
+  }
+  if (verb == "VRFY") {
+    if (settings.disable_vrfy || tx_active_ || args.empty()) return false;
+    std::string addr(args);
+    if (addr.size() >= 2 && addr.front() == '<' && addr.back() == '>') addr = addr.substr(1, addr.size() - 2);
+    PathArgument path = parse_path_argument("TO:<" + addr + ">", "TO", false);
+    if (path.error != PathArgument::Error::none || path.internal.empty()) return false;
+    f.recipient = path.internal;
+    stage = Stage::vrfy;
+    return true;
+  }
+  if (verb == "ETRN") {
+    if (tx_active_ || args.empty() || args.find(' ') != std::string_view::npos) return false;
+    f.etrn_domain = std::string(args[0] == '@' || args[0] == '#' ? args.substr(1) : args);
+    stage = Stage::etrn;
+    return true;
+  }
+  if (verb == "DATA" || (verb == "BDAT" && !bdat_active_)) {
+    if (!tx_active_ || recipients_.empty()) return false;
+    f.recipient_count = static_cast<int>(recipients_.size());
+    stage = Stage::data;
+    return true;
+  }
+  return false;
 }
 
 std::optional<std::string> Session::policy(CheckMethod method) {
   Checker* checker = server_.checker();
-  return checker ? (checker->*method)(facts_) : std::nullopt;
+  if (!checker) return std::nullopt;
+  Checker::AnswerScope answers(*checker, dns_answers_);
+  return (checker->*method)(facts_);
+}
+
+// ---- waiting for the worker pool
+
+bool Session::prefetch_dns(Stage stage, const SessionFacts& facts, std::function<void()> then) {
+  Checker* checker = server_.checker();
+  if (!checker) return false;
+  dns_answers_.trim();
+  std::vector<DnsQuestion> missing;
+  for (DnsQuestion& q : checker->dns_questions(facts, stage))
+    if (!dns_answers_.find(q)) missing.push_back(std::move(q));
+  if (missing.empty()) return false;
+  std::shared_ptr<Session*> alive = alive_;
+  unsigned long generation = wait_generation_ + 1;
+  auto questions = std::make_shared<std::vector<DnsQuestion>>(missing);
+  begin_wait(
+      missing.size(),
+      [this, questions] {
+        // No answer within smtpd_timeout: a temporary failure.
+        for (const DnsQuestion& q : *questions)
+          if (!dns_answers_.find(q)) dns_answers_.add(q, unanswered());
+      },
+      std::move(then));
+  for (DnsQuestion& q : missing) {
+    auto answer = std::make_shared<DnsAnswer>();
+    server_.dns_pool().submit([q, answer](DnsLookup& dns) { *answer = ask(dns, q); },
+                              [alive, generation, q, answer] {
+                                Session* s = *alive;
+                                if (!s || s->wait_generation_ != generation || !s->waiting_) return;
+                                s->dns_answers_.add(q, std::move(*answer));
+                                s->job_done(generation);
+                              });
+  }
+  return true;
+}
+
+void Session::begin_wait(size_t jobs, std::function<void()> on_timeout, std::function<void()> then) {
+  ++wait_generation_;
+  waiting_ = true;
+  wait_outstanding_ = jobs;
+  wait_timeout_ = std::move(on_timeout);
+  wait_then_ = std::move(then);
+  pause_input();
+  timeval tv{static_cast<time_t>(std::max<long long>(1, server_.settings().timeout)), 0};
+  evtimer_add(wait_timer_, &tv);
+}
+
+void Session::job_done(unsigned long generation) {
+  if (!waiting_ || generation != wait_generation_) return;  // a wait that timed out
+  if (--wait_outstanding_ == 0) end_wait();
+}
+
+void Session::on_wait_timeout(int, short, void* self) {
+  auto* s = static_cast<Session*>(self);
+  if (!s->waiting_) return;
+  if (s->wait_timeout_) s->wait_timeout_();
+  s->end_wait();
+}
+
+// Goes on where the wait began, then reads the client again unless what
+// went on stopped that (a new wait, cleanup, TLS, the end).
+void Session::end_wait() {
+  evtimer_del(wait_timer_);
+  waiting_ = false;
+  ++wait_generation_;  // later answers of this wait are dropped
+  std::function<void()> then = std::move(wait_then_);
+  wait_then_ = nullptr;
+  wait_timeout_ = nullptr;
+  input_paused_ = false;
+  if (closing_) return;  // "421 shutting down" while it waited
+  std::shared_ptr<Session*> alive = alive_;
+  then();
+  if (!*alive || waiting_ || input_paused_ || closing_ || phase_ == Phase::waiting || phase_ == Phase::tls) return;
+  resume_input();
 }
 
 void Session::finish_command(size_t index, Outcome outcome) {

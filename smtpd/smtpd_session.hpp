@@ -8,14 +8,17 @@
 // to pipelined commands collect in the output buffer and leave together.
 // The session stops reading while cleanup is behind (backpressure), while
 // it waits for cleanup's verdict on a message (the 250 comes only after
-// the queue file is on disk), during the error sleep, and during a TLS
-// handshake.
+// the queue file is on disk), during the error sleep, during a TLS
+// handshake, and while the worker pool (dns_pool.hpp) looks up the
+// client's name at connect or the DNS questions of a command's
+// restrictions (the command then runs with the answers at hand).
 //
 // Files: smtpd_session.cpp (I/O, dispatch, limits, logging),
 // smtpd_commands.cpp (HELO ... QUIT), smtpd_data.cpp (DATA, BDAT, the
 // Received header, the transaction's records).
 #pragma once
 
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include <array>
@@ -95,13 +98,33 @@ class Session {
   void destroy();
   void log_disconnect();
   std::string pending_input_sample(size_t max);
-  void lookup_client(int fd);
+  void client_addresses(int fd);
+  void client_known();
   void pause_input();
   void resume_input();
 
-  // A stage of the access policy (none in stand-alone mode).
+  // A stage of the access policy (none in stand-alone mode), answering
+  // DNS questions from what prefetch_dns() collected.
   using CheckMethod = std::optional<std::string> (Checker::*)(SessionFacts&);
   std::optional<std::string> policy(CheckMethod method);
+
+  // ---- waiting for the worker pool (smtpd_session.cpp)
+  // Asks the DNS questions that the restrictions of STAGE could ask for
+  // FACTS (as they will be when the check runs) and are not answered yet:
+  // true when it did, and THEN runs once they are answered (input is
+  // paused meanwhile); false when nothing needs asking.
+  bool prefetch_dns(Stage stage, const SessionFacts& facts, std::function<void()> then);
+  // The stage and facts of a command's check, for the prefetch (false
+  // when the command will not reach the check).
+  bool command_facts(size_t index, std::string_view args, SessionFacts& facts, Stage& stage) const;
+  void run_command(size_t index, std::string args, bool prefetched);
+  void connect_checks(bool prefetched);
+  // A wait: JOBS answers to come within smtpd_timeout; ON_TIMEOUT fills in
+  // what did not come; THEN goes on.
+  void begin_wait(size_t jobs, std::function<void()> on_timeout, std::function<void()> then);
+  void job_done(unsigned long generation);
+  void end_wait();
+  static void on_wait_timeout(int fd, short what, void* self);
 
   // ---- commands (smtpd_commands.cpp)
   Outcome cmd_helo(std::string_view args);
@@ -147,7 +170,7 @@ class Session {
   void bdat_input();
   void bdat_content(std::string_view bytes, bool flush);
   void content_record(std::string_view text, bool complete);
-  void end_of_message(std::string_view verb);
+  void end_of_message(std::string_view verb, bool prefetched = false);
   void message_done(int status, const std::string& reason, std::string verb);
   std::string received_header_lines();
 
@@ -174,6 +197,20 @@ class Session {
 
   SessionFacts facts_;
   std::string namaddr_;  // "name[addr]"
+  sockaddr_storage peer_{};
+  socklen_t peer_len_ = 0;
+
+  // Worker pool jobs.  Their answers come back through the event loop
+  // holding alive_ (null once the session is gone) and the generation of
+  // their wait (an answer of a wait that timed out is dropped).
+  std::shared_ptr<Session*> alive_;
+  unsigned long wait_generation_ = 0;
+  size_t wait_outstanding_ = 0;
+  bool waiting_ = false;
+  std::function<void()> wait_timeout_;
+  std::function<void()> wait_then_;
+  struct event* wait_timer_ = nullptr;
+  DnsAnswers dns_answers_;
   std::string rfc_addr_; // "127.0.0.1" or "IPv6:::1"
   int address_family_ = 0;
 

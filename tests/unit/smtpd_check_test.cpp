@@ -10,6 +10,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -79,12 +80,15 @@ class FakeDns : public DnsLookup {
  public:
   std::vector<std::string> hosts{"b.example", "y.example", "h.example"};
   std::vector<std::string> retry;
+  std::vector<std::string> null_mx;  // MX 0 . (RFC 7505)
   std::map<std::string, std::vector<std::string>> a, txt;
   std::vector<std::string> asked;
   DnsStatus mail_host(const std::string& name) override {
     asked.push_back(name);
     for (const std::string& r : retry)
       if (r == name) return DnsStatus::retry;
+    for (const std::string& r : null_mx)
+      if (r == name) return DnsStatus::null_mx;
     for (const std::string& h : hosts)
       if (h == name) return DnsStatus::ok;
     return DnsStatus::not_found;
@@ -625,6 +629,122 @@ TEST_CASE("DNS restrictions through a fake resolver", "[smtpd_check]") {
   six.client("c.example", "2001:db8::1");
   six.dns->a["1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.zen.example"] = {"127.0.0.2"};
   CHECK(six.rcpt("alice@pfo.example") == "450 4.7.9 listed 2001:db8::1");
+}
+
+TEST_CASE("null MX (RFC 7505): reject_unknown_sender/recipient_domain refuse, HELO names pass", "[smtpd_check]") {
+  // Postfix 3.7's reject_unknown_mailhost: fixed codes 550 5.7.27 (sender)
+  // and 556 5.1.10 (recipient), not unknown_address_reject_code.
+  const std::string lists = "smtpd_sender_restrictions = reject_unknown_sender_domain\n"
+                            "smtpd_recipient_restrictions = reject_unknown_recipient_domain, reject_unknown_helo_hostname, "
+                            "permit\n"
+                            "unknown_address_reject_code = 554\n";
+  Fixture f(lists);
+  f.dns->null_mx = {"nullmx.example", "h.nullmx.example"};
+  f.client("m.example", "10.0.0.1");  // mynetworks: the relay restrictions let it through
+  f.facts.helo = "h.example";
+  CHECK(f.mail("a@nullmx.example") ==
+        "550 5.7.27 <a@nullmx.example>: Sender address rejected: Domain nullmx.example does not accept mail (nullMX)");
+  CHECK(f.last_log() == "NOQUEUE: reject: MAIL from m.example[10.0.0.1]: 550 5.7.27 <a@nullmx.example>: Sender "
+                        "address rejected: Domain nullmx.example does not accept mail (nullMX); from=<a@nullmx.example> "
+                        "proto=ESMTP helo=<h.example>");
+  CHECK(f.rcpt("x@nullmx.example") ==
+        "556 5.1.10 <x@nullmx.example>: Recipient address rejected: Domain nullmx.example does not accept mail (nullMX)");
+  CHECK(f.rcpt("x@nosuch.invalid") ==
+        "554 5.1.2 <x@nosuch.invalid>: Recipient address rejected: Domain not found");  // the parameter still applies here
+  f.facts.helo = "h.nullmx.example";  // an MTA name may have a null MX
+  CHECK(f.rcpt("x@b.example").empty());
+
+  Fixture warn("smtpd_sender_restrictions = warn_if_reject reject_unknown_sender_domain\n");
+  warn.dns->null_mx = {"nullmx.example"};
+  warn.facts.helo = "h.example";
+  CHECK(warn.mail("a@nullmx.example").empty());
+  CHECK(warn.last_log() == "NOQUEUE: reject_warning: MAIL from c.example[192.0.2.9]: 550 5.7.27 <a@nullmx.example>: "
+                           "Sender address rejected: Domain nullmx.example does not accept mail (nullMX); "
+                           "from=<a@nullmx.example> proto=ESMTP helo=<h.example>");
+
+  Fixture soft("smtpd_sender_restrictions = reject_unknown_sender_domain\nsoft_bounce = yes\n");
+  soft.dns->null_mx = {"nullmx.example"};
+  CHECK(soft.mail("a@nullmx.example") ==
+        "450 4.7.27 <a@nullmx.example>: Sender address rejected: Domain nullmx.example does not accept mail (nullMX)");
+
+  Fixture delayed("smtpd_sender_restrictions = reject_unknown_sender_domain\nsmtpd_delay_reject = yes\n");
+  delayed.dns->null_mx = {"nullmx.example"};
+  CHECK(delayed.mail("a@nullmx.example").empty());  // smtpd_delay_reject: refused at RCPT
+  CHECK(delayed.rcpt("alice@pfo.example", "a@nullmx.example") ==
+        "550 5.7.27 <a@nullmx.example>: Sender address rejected: Domain nullmx.example does not accept mail (nullMX)");
+}
+
+// The session asks Checker::dns_questions() in its worker pool, then runs
+// the check with the answers in scope: the common DNS restrictions must
+// find every answer there (no synchronous query from the event loop).
+TEST_CASE("DNS prefetch: the questions of a stage answer its restrictions", "[smtpd_check]") {
+  Fixture f("smtpd_delay_reject = yes\n"
+            "smtpd_restriction_classes = dnsclass\n"
+            "dnsclass = reject_rhsbl_helo dbl.example\n"
+            "smtpd_client_restrictions = reject_rbl_client zen.example=127.0.0.[2..4], reject_rhsbl_client dbl.example\n"
+            "smtpd_helo_restrictions = reject_unknown_helo_hostname, dnsclass\n"
+            "smtpd_sender_restrictions = check_sender_access inline:{x@y=OK}, reject_unknown_sender_domain, "
+            "reject_rhsbl_sender dbl.example\n"
+            "smtpd_relay_restrictions = reject_unknown_recipient_domain, reject_rhsbl_recipient dbl.example, "
+            "permit_mynetworks, reject_unauth_destination\n");
+  f.dns->a["9.2.0.192.zen.example"] = {"127.0.0.10"};  // listed, but filtered out
+  f.facts.helo = "h.example";
+  f.facts.have_sender = true;
+  f.facts.sender = "a@b.example";
+  f.facts.recipient = "x@y.example";
+  std::vector<DnsQuestion> questions = f.checker->dns_questions(f.facts, Stage::rcpt);
+  std::vector<std::string> names;
+  for (const DnsQuestion& q : questions) names.push_back(q.name);
+  CHECK(names == std::vector<std::string>{"9.2.0.192.zen.example", "c.example.dbl.example", "h.example",
+                                          "h.example.dbl.example", "b.example", "b.example.dbl.example",
+                                          "y.example", "y.example.dbl.example"});
+  DnsAnswers answers;
+  for (const DnsQuestion& q : questions) answers.add(q, ask(*f.dns, q));
+  f.dns->asked.clear();
+  {
+    Checker::AnswerScope scope(*f.checker, answers);
+    CHECK(f.checker->check_rcpt(f.facts) ==
+          std::optional<std::string>("554 5.7.1 <x@y.example>: Relay access denied"));
+  }
+  CHECK(f.dns->asked.empty());
+  CHECK(f.checker->dns_misses() == 0);
+  // A local recipient is not asked about (trivial-rewrite says local).
+  f.facts.recipient = "alice@pfo.example";
+  names.clear();
+  for (const DnsQuestion& q : f.checker->dns_questions(f.facts, Stage::rcpt)) names.push_back(q.name);
+  CHECK(std::find(names.begin(), names.end(), "pfo.example") == names.end());
+  // Without the answers, each question is asked synchronously and counted.
+  f.facts.recipient = "x@y.example";
+  DnsAnswers none;
+  {
+    Checker::AnswerScope scope(*f.checker, none);
+    f.checker->check_rcpt(f.facts);
+  }
+  CHECK(f.checker->dns_misses() >= 4);
+  CHECK(!f.dns->asked.empty());
+  // An unanswered question (the wait timed out) is a temporary failure.
+  Fixture t("smtpd_sender_restrictions = reject_unknown_sender_domain\n");
+  SessionFacts& tf = t.facts;
+  tf.have_sender = true;
+  tf.sender = "a@slow.example";
+  DnsAnswers late;
+  for (const DnsQuestion& q : t.checker->dns_questions(tf, Stage::mail)) late.add(q, unanswered());
+  CHECK(late.size() == 1);
+  Checker::AnswerScope scope(*t.checker, late);
+  CHECK(t.mail("a@slow.example").empty());  // defer_if_permit, as for a DNS timeout
+  t.facts.sasl_username = "joe";
+  CHECK(t.rcpt("x@y.example", "a@slow.example") ==
+        "450 4.1.8 <a@slow.example>: Sender address rejected: Domain not found");
+  CHECK(t.checker->dns_misses() == 0);
+}
+
+TEST_CASE("DNS prefetch: no DNS restriction, no question", "[smtpd_check]") {
+  Fixture f;
+  f.facts.have_sender = true;
+  f.facts.sender = "a@b.example";
+  f.facts.recipient = "x@y.example";
+  CHECK(f.checker->dns_questions(f.facts, Stage::rcpt).empty());
+  CHECK(f.resolver->calls == 0);
 }
 
 #endif  // MTA_HAVE_SMTPD_CHECK
