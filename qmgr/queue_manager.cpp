@@ -582,6 +582,8 @@ bool QueueManager::start_job(Job* job) {
   // Postfix: the message's trace flags (sendmail -v, -bv) and the default
   // "delete done recipients" flags.
   req.flags = (m.trace_flags & deliver::kTraceFlagsMask) | proto::kDelReqFlagSuccess | proto::kDelReqFlagBounce;
+  req.flags |= conn_cache_.select(job->transport, job->selection.queue,
+                                  scheduler_->busy(job->transport, job->selection.queue), now_seconds());
   req.queue_name = std::string(kActive);
   req.queue_id = m.id;
   req.data_offset = static_cast<long>(env.data_offset);
@@ -665,6 +667,7 @@ void QueueManager::finish_job(Job* job, const proto::DeliverReply* reply, const 
   std::vector<sched::EntryId> back;
   sched::Dsn why;
   double now = now_seconds();
+  conn_cache_.done(job->transport, job->selection.queue, now);
   if (!failure.empty()) {
     // Which of the job's recipients did the agent finish before it failed?
     std::set<off_t> done;

@@ -47,6 +47,7 @@
 #include "ipc/mail_proto.hpp"
 #include "ipc/rewrite_client.hpp"
 #include "ipc/service.hpp"
+#include "qmgr/conn_cache_policy.hpp"
 #include "qmgr/scheduler.hpp"
 #include "queue/queue_dirs.hpp"
 #include "queue/queue_file.hpp"
@@ -137,6 +138,7 @@ class QueueManager {
   std::map<sched::EntryId, std::unique_ptr<Job>> jobs_;  // waiting and running
   sched::EntryId next_job_id_ = 1;
   std::unique_ptr<sched::Scheduler> scheduler_;
+  ConnCachePolicy conn_cache_;  // on-demand connection caching (DEL_REQ_FLAG_CONN_*)
   mutable std::map<std::string, long long, std::less<>> limits_;  // TRANSPORT_SUFFIX -> value
   std::map<std::string, int> process_limits_;  // master.cf: unix service -> maxproc
   std::vector<std::string> defer_transports_;

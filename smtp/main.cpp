@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
         tls = mta::tls::ClientContext::create(ctx.config, settings.prefix, error);
       }
       agent = std::make_unique<mta::smtp::Agent>(std::move(settings), mta::deliver::ReporterConfig{}, std::move(tls));
+      agent->set_service_name(ctx.service_name);
       ctx.table_changed = [&agent] { return agent->changed_table(); };
     } catch (const std::exception& e) {
       mta::log::fatal("%s", e.what());

@@ -56,12 +56,28 @@
 //                 refused", "lost connection with H[A] while sending ...",
 //                 "conversation with H[A] timed out while ...".
 //
+//   connection cache  (smtp_connect.c, smtp_reuse.c) with
+//                 smtp_connection_cache_on_demand and qmgr's
+//                 DEL_REQ_FLAG_CONN_LOAD/STORE, or always for the domains
+//                 in smtp_connection_cache_destinations: before connecting,
+//                 a connection saved under the next hop, then under each
+//                 best-MX address (a backup MX: its address), probed with
+//                 RSET; after a transaction a good plaintext session stays
+//                 open (no QUIT) and goes to scache(8) under its address
+//                 (the first one also under the next hop) for
+//                 smtp_connection_cache_time_limit, until
+//                 smtp_connection_reuse_time_limit after it was opened or
+//                 smtp_connection_reuse_count_limit uses; the log line says
+//                 "conn_use=N".  As Postfix 3.7 without tlsproxy, no TLS
+//                 session and no SASL-authenticated session is cached, and
+//                 nothing is looked up when the TLS level is not "none".
+//
 // Not implemented (a warning names each parameter that is set): the SASL
-// 535 cache (smtp_sasl_auth_cache_name), smtp_sasl_type dovecot, TLS levels
-// fingerprint and dane-only (mail is deferred rather than sent without the
-// verification asked for; dane acts as may), TLS policy attributes other
-// than match/protocols/ciphers, connection caching (scache, and its
-// smtp_connection_* knobs), generic maps, header/body checks, XFORWARD,
+// 535 cache (smtp_sasl_auth_cache_name), smtp_sasl_type dovecot, TLS level
+// fingerprint (mail is deferred rather than sent without the verification
+// asked for; dane and dane-only: smtp_dane.hpp), TLS policy attributes other
+// than match/protocols/ciphers, reuse of TLS connections
+// (smtp_tls_connection_reuse, which needs tlsproxy(8)), generic maps, header/body checks, XFORWARD,
 // bind addresses, MIME 8bit-to-7bit downgrade (8-bit mail goes as is to
 // servers without 8BITMIME), finding ourselves in the MX list, the
 // per-destination "hop status" reply to qmgr.
@@ -77,15 +93,18 @@
 #include "deliver/agent_session.hpp"
 #include "deliver/status_reporter.hpp"
 #include "dns/dns_resolver.hpp"
+#include "ipc/scache_client.hpp"
 #include "maps/maps.hpp"
+#include "maps/match_list.hpp"
 #include "sasl/security_options.hpp"
 #include "tls/tls_context.hpp"
+#include "smtp/smtp_dane.hpp"
 
 namespace mta::smtp {
 
 // In Postfix's order; "unsupported" (fingerprint, dane-only, an invalid
 // policy) defers the mail: "client TLS configuration problem".
-enum class TlsLevel { none, may, encrypt, verify, secure, unsupported };
+enum class TlsLevel { none, may, encrypt, verify, secure, unsupported, dane, dane_only };  // dane*: resolved per host (smtp_dane.hpp)
 
 // A level name as main.cf and smtp_tls_policy_maps spell it; nullopt when
 // unknown.  Warns (naming `where`) for the levels that are not implemented.
@@ -143,6 +162,7 @@ struct Settings {
   std::vector<std::string> tls_verify_match;  // smtp_tls_verify_cert_match
   std::vector<std::string> tls_secure_match;  // smtp_tls_secure_cert_match
   std::string tls_policy_maps;                // smtp_tls_policy_maps
+  dane::Settings dane;                        // DANE: smtp_dns_support_level and friends
 
   // SASL client (smtp_sasl_*).
   bool sasl_enable = false;
@@ -153,6 +173,15 @@ struct Settings {
   bool sender_dependent_auth = false;
   std::string cyrus_sasl_config_path;
   std::string recipient_delimiter;
+
+  // Connection cache.
+  bool cache_on_demand = true;            // smtp_connection_cache_on_demand
+  std::string cache_destinations;         // smtp_connection_cache_destinations
+  long long cache_time_limit = 2;         // smtp_connection_cache_time_limit (ttl in scache)
+  long long reuse_time_limit = 300;       // smtp_connection_reuse_time_limit
+  int reuse_count_limit = 0;              // smtp_connection_reuse_count_limit (0: none)
+  std::string scache_service = "scache";  // connection_cache_service_name
+  long long scache_timeout = 5;           // connection_cache_protocol_timeout
 
   // Reads main.cf (with -o overrides) in the smtp_* or lmtp_* name space;
   // warns about the parameters that are set but not implemented.
@@ -181,12 +210,24 @@ class Agent {
   // A table that changed since it was opened (the skeleton restarts), or "".
   std::string changed_table() const;
 
+  // Connection caching: the master.cf service name (part of the cache
+  // labels), smtp_connection_cache_destinations, and the scache client
+  // (connected on first use, under the queue directory the reporter uses).
+  void set_service_name(std::string name) { service_name_ = std::move(name); }
+  const std::string& service_name() const { return service_name_; }
+  const maps::MatchList& cache_destinations() const { return cache_dest_; }
+  bool scache_enabled() const { return !scache_ || !scache_->disabled(); }
+  ipc::ScacheClient* scache();
+
  private:
   Settings settings_;
   deliver::ReporterConfig reporter_;
   std::unique_ptr<tls::ClientContext> tls_;
   maps::Maps sasl_passwd_;  // smtp_sasl_password_maps, when SASL is on
   maps::Maps tls_policy_;   // smtp_tls_policy_maps
+  maps::MatchList cache_dest_;  // smtp_connection_cache_destinations
+  std::string service_name_ = "smtp";
+  std::unique_ptr<ipc::ScacheClient> scache_;
   dns::Resolver resolver_;
   std::mt19937 rng_;
 };

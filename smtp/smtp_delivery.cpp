@@ -18,10 +18,12 @@
 #include <cstring>
 #include <optional>
 
+#include "ipc/scache_client.hpp"
 #include "log/log.hpp"
 #include "queue/queue_file.hpp"
 #include "sasl/cyrus_client.hpp"
 #include "smtp/smtp_client.hpp"
+#include "smtp/smtp_dane.hpp"
 #include "smtp/smtp_reply.hpp"
 #include "tls/tls_session.hpp"
 #include "tls/tls_stream.hpp"
@@ -31,6 +33,14 @@ namespace mta::smtp {
 namespace proto = ipc::proto;
 
 namespace {
+
+// The DANE policy and its cache of TLSA answers live as long as the
+// process, as Postfix's policy and TLSA caches do (smtp_dane.hpp).
+dane::Policy& dane_policy(const Settings& s) {
+  static dane::ResolverDns dns;
+  static dane::Policy policy(s.dane, dns);
+  return policy;
+}
 
 // Server features (SMTP_FEATURE_*).
 constexpr unsigned kEsmtp = 1 << 0, k8BitMime = 1 << 1, kPipelining = 1 << 2, kSize = 1 << 3,
@@ -125,8 +135,18 @@ struct Session {
   bool tls_verified = false;  // the certificate matched (verify, secure)
   TlsLevel tls_level = TlsLevel::none;
   const TlsPolicy* tls_policy = nullptr;  // match names, overrides
+  const dane::Decision* dane = nullptr;    // DANE: TLSA records that must authenticate the server
   std::string dest;          // the next hop as given, "[host]:port" (SASL lookups)
   std::string sasl_mechs;    // the server's AUTH list after smtp_sasl_mechanism_filter
+  bool sasl_used = false;    // authenticated: never cached
+  // Connection caching (smtp.h): expire_time > 0: the session may be saved
+  // until then (wall clock); 0: not to be cached; < 0: throttled (a failed
+  // session, which also keeps the next hop's cache label for the next
+  // server).  reuse_count: how often it was taken from the cache.
+  long long expire_time = 0;
+  int reuse_count = 0;
+  bool from_cache = false;
+  bool rset_rejected = false;
 };
 
 class DeliveryRun {
@@ -168,13 +188,28 @@ class DeliveryRun {
 
   // ---- connections (smtp_connect.c)
   void connect_inet(const std::string& nexthop);
-  void connect_site(const std::string& dest, bool final_nexthop);
+  void connect_site(const std::string& dest, bool final_nexthop, bool first_nexthop);
   TlsPolicy tls_policy_for(const std::string& dest);
   void connect_local(const std::string& path);
   std::unique_ptr<Session> connect_addr(const ServerAddress& a, unsigned port);
   std::unique_ptr<Session> connect_sock(int sock, const sockaddr* sa, socklen_t len, const std::string& host,
                                         const std::string& addr, unsigned port);
   void cleanup_session();
+
+  // ---- connection cache (smtp_reuse.c, smtp_session.c)
+  void cache_policy(const std::string& domain);
+  bool session_cached() const { return session_ && !session_->dead && session_->expire_time > 0; }
+  bool session_expired() const;
+  std::string cache_key(const std::string& where, const std::string& port) const;
+  void save_session();
+  std::unique_ptr<Session> activate_session(int fd, const std::string& dest_prop, const std::string& endp_prop,
+                                            const std::string& label);
+  bool reuse_common(std::unique_ptr<Session> s);
+  bool reuse_nexthop();
+  bool reuse_addr(const ServerAddress& a, unsigned port);
+  int reuse_session(std::vector<ServerAddress>& list, unsigned best_pref, unsigned port, bool final_nexthop);
+  void update_addr_list(std::vector<ServerAddress>& list, const std::string& addr, int session_count);
+  int rset_probe();
 
   // ---- the dialogue (smtp_proto.c)
   int helo(bool in_starttls);
@@ -212,6 +247,13 @@ class DeliveryRun {
   std::string nexthop_domain_;
   int status_ = 0;
   std::unique_ptr<Session> session_;
+  // Connection caching for this request: look up (load) and save (store)
+  // connections; the next hop under which the first good session is saved
+  // (empty: none, or already used); addresses of the sessions reused.
+  bool conn_load_ = false;
+  bool conn_store_ = false;
+  std::string scache_nexthop_;
+  std::vector<std::string> cache_used_;
 };
 
 // ---------------------------------------------------------------- results
@@ -250,7 +292,9 @@ int DeliveryRun::report(const char* what, size_t idx, deliver::Dsn dsn) {
   return rc;
 }
 
-void DeliveryRun::bulk_fail(bool /*throttle*/) {
+void DeliveryRun::bulk_fail(bool throttle) {
+  // A failed session is not cached (DONT_CACHE_THROTTLED_SESSION).
+  if (throttle && session_) session_->expire_time = -1;
   bool soft = !why_.status.empty() && why_.status[0] == '4';
   bool soft_bounce = !why_.status.empty() && why_.status[0] == '5' && a_.reporter().soft_bounce;
   if ((soft || soft_bounce) && !final_server_) {
@@ -511,6 +555,9 @@ std::unique_ptr<Session> DeliveryRun::connect_sock(int sock, const sockaddr* sa,
   }
   auto s = std::make_unique<Session>();
   s->stream = std::make_unique<tls::Stream>(sock);
+  // The new-stream caching policy (smtp_session_alloc): cacheable for
+  // smtp_connection_reuse_time_limit when the request stores connections.
+  s->expire_time = conn_store_ ? static_cast<long long>(::time(nullptr)) + s_.reuse_time_limit : 0;
   s->host = host;
   s->addr = addr;
   s->port = port;
@@ -540,12 +587,216 @@ std::unique_ptr<Session> DeliveryRun::connect_addr(const ServerAddress& a, unsig
   return connect_sock(sock, reinterpret_cast<sockaddr*>(&ss), len, a.host, a.addr, port);
 }
 
+// smtp_cleanup_session(): a good session goes to the cache (the first one
+// under the next hop too), anything else is closed; QUIT was sent already
+// for a session that is not cached.
 void DeliveryRun::cleanup_session() {
+  bool throttled = session_ && !session_->dead && session_->expire_time < 0;
+  if (session_expired()) quit();  // also disables caching
+  if (session_cached()) save_session();
   session_.reset();
+  // The first good session was saved under the next hop: later ones (less
+  // preferred servers) must not be.
+  if (!scache_nexthop_.empty() && !throttled) scache_nexthop_.clear();
   rcpt_cleanup();
   // Time spent on a failed server counts as connection set-up for the next.
   stats_.conn_setup_done = {};
   stats_.deliver_done = {};
+  stats_.reuse_count = 0;
+}
+
+// ---------------------------------------------------------------- connection cache
+
+// smtp_cache_policy(): smtp_connection_cache_destinations always caches;
+// otherwise, with smtp_connection_cache_on_demand, qmgr's flags say.
+void DeliveryRun::cache_policy(const std::string& domain) {
+  conn_load_ = conn_store_ = false;
+  if (!a_.scache_enabled()) return;
+  if (a_.cache_destinations().match(domain) == maps::Match::yes) {
+    conn_load_ = conn_store_ = true;
+  } else if (s_.cache_on_demand) {
+    conn_load_ = (req_.flags & proto::kDelReqFlagConnLoad) != 0;
+    conn_store_ = (req_.flags & proto::kDelReqFlagConnStore) != 0;
+  }
+}
+
+// THIS_SESSION_IS_EXPIRED: past smtp_connection_reuse_time_limit, or used
+// smtp_connection_reuse_count_limit times.
+bool DeliveryRun::session_expired() const {
+  if (!session_cached()) return false;
+  if (session_->expire_time < static_cast<long long>(::time(nullptr))) return true;
+  return s_.reuse_count_limit > 0 && session_->reuse_count >= s_.reuse_count_limit;
+}
+
+// Cache labels, as Postfix 3.7's smtp_key_prefix(): the master.cf service,
+// the sender when SASL logins depend on it ("*" otherwise), then the next
+// hop, or the server address and port; newline-separated.
+std::string DeliveryRun::cache_key(const std::string& where, const std::string& port) const {
+  std::string key = a_.service_name() + "\n";
+  key += (s_.sasl_enable && s_.sender_dependent_auth) ? req_.sender : "*";
+  key += "\n" + where + "\n";
+  if (!port.empty()) key += port + "\n";
+  return key;
+}
+
+// smtp_save_session(): the passivated session (smtp_session_passivate) under
+// the next hop (when this is the first good session) and under its address.
+void DeliveryRun::save_session() {
+  Session& s = *session_;
+  try {
+    s.stream->flush();
+  } catch (const tls::Stream::IoError&) {
+    return;
+  }
+  // Plaintext only: without tlsproxy Postfix 3.7 does not reuse a TLS
+  // session (smtp_tls_connection_reuse), nor an authenticated one.
+  if (s.tls_active || s.tls_level != TlsLevel::none || s.sasl_used) return;
+  ipc::ScacheClient* cache = a_.scache();
+  if (!cache) return;
+  int fd = ::dup(s.stream->fd());
+  if (fd < 0) return;
+  std::string endp_label = cache_key(s.addr, std::to_string(s.port));
+  std::string dest_prop = std::to_string(s.features & kBestMx);
+  std::string endp_prop = std::to_string(s.reuse_count) + "\n" + s.dest + "\n" + s.host + "\n" + s.addr + "\n" +
+                          std::to_string(s.port) + "\n" + std::to_string(s.features & ~kBestMx) + "\n" +
+                          std::to_string(s.expire_time);
+  int ttl = static_cast<int>(std::max<long long>(1, s_.cache_time_limit));
+  if (!scache_nexthop_.empty()) cache->save_dest(ttl, cache_key(scache_nexthop_, ""), dest_prop, endp_label);
+  cache->save_endp(ttl, endp_label, endp_prop, fd);
+}
+
+// smtp_session_activate(): a session from its properties; null (after a
+// warning) when they do not parse.
+std::unique_ptr<Session> DeliveryRun::activate_session(int fd, const std::string& dest_prop,
+                                                       const std::string& endp_prop, const std::string& label) {
+  std::vector<std::string> f;
+  for (size_t pos = 0;;) {
+    size_t nl = endp_prop.find('\n', pos);
+    f.push_back(endp_prop.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos));
+    if (nl == std::string::npos) break;
+    pos = nl + 1;
+  }
+  auto number = [](const std::string& t, long long& out) {
+    if (t.empty() || t.find_first_not_of("0123456789") != std::string::npos) return false;
+    out = std::stoll(t);
+    return true;
+  };
+  long long reuse = 0, port = 0, features = 0, expires = 0, dest_features = 0;
+  if (f.size() != 7 || !number(f[0], reuse) || !number(f[4], port) || !number(f[5], features) ||
+      !number(f[6], expires) || (!dest_prop.empty() && !number(dest_prop, dest_features))) {
+    log::warning("smtp_reuse_common: bad cached session attribute for %s", printable(label).c_str());
+    ::close(fd);
+    return nullptr;
+  }
+  auto s = std::make_unique<Session>();
+  s->stream = std::make_unique<tls::Stream>(fd);
+  s->dest = f[1];
+  s->host = f[2];
+  s->addr = f[3];
+  s->port = static_cast<unsigned>(port);
+  s->namaddr = s->host + "[" + s->addr + "]";
+  s->namaddrport = s->port ? s->namaddr + ":" + std::to_string(s->port) : s->namaddr;
+  s->features = static_cast<unsigned>(features | dest_features);
+  s->from_cache = true;
+  s->expire_time = expires;
+  s->reuse_count = static_cast<int>(reuse) + 1;
+  return s;
+}
+
+// smtp_rset(): the probe that a cached session still works.  -1 when the
+// connection failed; a refused RSET sets rset_rejected.
+int DeliveryRun::rset_probe() {
+  Session& s = *session_;
+  try {
+    s.stream->set_timeout(s_.rset_timeout);
+    s.stream->write("RSET\r\n");
+    Reply r = read_reply();
+    if (r.code / 100 != 2) s.rset_rejected = true;
+    return 0;
+  } catch (const tls::Stream::IoError&) {
+    s.dead = true;
+    return -1;
+  }
+}
+
+// smtp_reuse_common(): probe the session; keep it as the current one when
+// it works.
+bool DeliveryRun::reuse_common(std::unique_ptr<Session> s) {
+  if (!s) return false;
+  session_ = std::move(s);
+  session_->tls_level = TlsLevel::none;
+  if (rset_probe() < 0 || session_->rset_rejected) {
+    session_.reset();
+    return false;
+  }
+  cache_used_.push_back(session_->addr);
+  return true;
+}
+
+// smtp_reuse_nexthop(): a session cached under the request's next hop.
+bool DeliveryRun::reuse_nexthop() {
+  ipc::ScacheClient* cache = a_.scache();
+  if (!cache || s_.tls_level != TlsLevel::none) return false;  // no plaintext reuse when TLS would be tried
+  std::string label = cache_key(scache_nexthop_, ""), dest_prop, endp_prop;
+  int fd = cache->find_dest(label, dest_prop, endp_prop);
+  if (fd < 0) return false;
+  return reuse_common(activate_session(fd, dest_prop, endp_prop, label));
+}
+
+// smtp_reuse_addr(): a session cached under a server address and port; no
+// destination properties (the best-MX bit is the caller's).
+bool DeliveryRun::reuse_addr(const ServerAddress& a, unsigned port) {
+  ipc::ScacheClient* cache = a_.scache();
+  if (!cache || s_.tls_level != TlsLevel::none) return false;
+  std::string label = cache_key(a.addr, std::to_string(port)), endp_prop;
+  int fd = cache->find_endp(label, endp_prop);
+  if (fd < 0) return false;
+  return reuse_common(activate_session(fd, "", endp_prop, label));
+}
+
+// smtp_update_addr_list(): drop the address of a reused session; drop all
+// when the session or address limit is reached.
+void DeliveryRun::update_addr_list(std::vector<ServerAddress>& list, const std::string& addr, int session_count) {
+  if (list.empty()) return;
+  if (session_count == s_.mx_session_limit || session_count == s_.mx_address_limit) {
+    list.clear();
+    return;
+  }
+  for (auto it = list.begin(); it != list.end(); ++it) {
+    if (it->addr == addr) {
+      list.erase(it);
+      return;
+    }
+  }
+}
+
+// smtp_reuse_session(): before new connections, a session cached under the
+// next hop, then sessions cached under the addresses of the best MX hosts.
+// Returns how many sessions were used.
+int DeliveryRun::reuse_session(std::vector<ServerAddress>& list, unsigned best_pref, unsigned port,
+                               bool final_nexthop) {
+  int count = 0;
+  if (!list.empty() && rcpt_left() > 0 && !scache_nexthop_.empty() && reuse_nexthop()) {
+    count = 1;
+    update_addr_list(list, session_->addr, count);
+    if (final_nexthop && list.empty()) final_server_ = true;
+    xfer();
+    cleanup_session();
+  }
+  for (size_t i = 0; i < list.size() && rcpt_left() > 0;) {
+    if (list[i].pref != best_pref) break;
+    if (!reuse_addr(list[i], port)) {
+      ++i;
+      continue;
+    }
+    session_->features |= kBestMx;
+    ++count;
+    update_addr_list(list, session_->addr, count);  // removes list[i] (or all)
+    if (final_nexthop && i >= list.size()) final_server_ = true;
+    xfer();
+    cleanup_session();
+  }
+  return count;
 }
 
 void DeliveryRun::connect_local(const std::string& path) {
@@ -558,9 +809,14 @@ void DeliveryRun::connect_local(const std::string& path) {
   }
   sun.sun_family = AF_UNIX;
   std::memcpy(sun.sun_path, path.c_str(), path.size() + 1);
-  int sock = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (sock < 0) log::fatal("smtp_connect_unix: socket: %s", std::strerror(errno));
-  session_ = connect_sock(sock, reinterpret_cast<sockaddr*>(&sun), sizeof sun, s_.myhostname, path, 0);
+  // The cache label is the path, without "unix:".
+  cache_policy(path);
+  if (conn_load_ || conn_store_) scache_nexthop_ = path;
+  if (!conn_load_ || !reuse_nexthop()) {
+    int sock = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (sock < 0) log::fatal("smtp_connect_unix: socket: %s", std::strerror(errno));
+    session_ = connect_sock(sock, reinterpret_cast<sockaddr*>(&sun), sizeof sun, s_.myhostname, path, 0);
+  }
   if (!session_) return;
   session_->dest = req_.nexthop;
   session_->tls_level = s_.tls_level;
@@ -569,12 +825,13 @@ void DeliveryRun::connect_local(const std::string& path) {
     session_->tls_level = TlsLevel::none;
   }
   final_server_ = true;
-  if (helo(false) != 0) {
+  if (!session_->from_cache && helo(false) != 0) {
     if (!session_->dead) quit();
   } else {
     xfer();
   }
   cleanup_session();
+  scache_nexthop_.clear();
 }
 
 // smtp_tls_policy_maps: the next hop as given ("[host]:port" once; a
@@ -619,11 +876,12 @@ void DeliveryRun::connect_inet(const std::string& nexthop) {
     for (const std::string& f : s_.fallback_relay) sites.push_back(f);
   for (size_t k = 0; k < sites.size() && rcpt_left() > 0; ++k) {
     last_site_fallback_ = k > 0;
-    connect_site(sites[k], k + 1 == sites.size());
+    connect_site(sites[k], k + 1 == sites.size(), k == 0);
   }
+  scache_nexthop_.clear();
 }
 
-void DeliveryRun::connect_site(const std::string& dest, bool final_nexthop) {
+void DeliveryRun::connect_site(const std::string& dest, bool final_nexthop, bool first_nexthop) {
   std::string error;
   std::optional<NextHop> hop = parse_nexthop(dest, s_.def_service, s_.lmtp, error);
   if (!hop) log::fatal("%s", error.c_str());
@@ -640,6 +898,19 @@ void DeliveryRun::connect_site(const std::string& dest, bool final_nexthop) {
   int addr_count = 0, sess_count = 0;
   bool retry_plain = false;
   const TlsPolicy policy = tls_policy_for(dest);
+  // Connection caching, decided on the first next hop (the domain without
+  // [] or port); the first good session goes under the next hop as given.
+  if (first_nexthop) {
+    cache_policy(hop->host);
+    if (conn_load_ || conn_store_) scache_nexthop_ = dest;
+  }
+  // Sessions from the cache first; their addresses leave the list.
+  if (conn_load_ && policy.level == TlsLevel::none && !policy.invalid) {
+    std::erase_if(list, [this](const ServerAddress& a) {
+      return std::find(cache_used_.begin(), cache_used_.end(), a.addr) != cache_used_.end();
+    });
+    sess_count = addr_count = reuse_session(list, best_pref, hop->port, final_nexthop);
+  }
   for (size_t i = 0; i < list.size() && rcpt_left() > 0;) {
     const ServerAddress& a = list[i];
     bool last = i + 1 >= list.size();
@@ -653,15 +924,35 @@ void DeliveryRun::connect_site(const std::string& dest, bool final_nexthop) {
       i = last ? list.size() : i + 1;
       continue;
     }
-    session_ = connect_addr(a, hop->port);
+    // dane, dane-only: this host's level from DNSSEC (smtp_dane.hpp); an
+    // authenticated one is "verify" with the TLSA records instead of names.
+    dane::Decision dane_decision;
+    if (level == TlsLevel::dane || level == TlsLevel::dane_only) {
+      dane_decision = dane_policy(s_).decide(level == TlsLevel::dane ? dane::Mode::dane : dane::Mode::dane_only,
+                                             {dest, lookup_mx ? hop->host : "", a.host, a.addr, hop->port});
+      level = dane_decision.level == dane::Level::may       ? TlsLevel::may
+              : dane_decision.level == dane::Level::encrypt ? TlsLevel::encrypt
+                                                            : TlsLevel::verify;
+      if (dane_decision.level == dane::Level::invalid) {
+        why_ = deliver::Dsn::simple(dane_decision.status, dane_decision.reason);
+        has_why_ = true;
+        log::warning("TLS policy lookup for %s/%s: %s", dest.c_str(), a.host.c_str(), why_.reason.c_str());
+        i = last ? list.size() : i + 1;
+        continue;
+      }
+    }
+    // A backup MX may have a cached session (the best ones were tried above).
+    if (!conn_load_ || a.pref == best_pref || level != TlsLevel::none || !reuse_addr(a, hop->port))
+      session_ = connect_addr(a, hop->port);
     size_t next = last ? list.size() : i + 1;
     if (session_) {
-      session_->dest = dest;
-      session_->tls_level = level;
+      if (!session_->from_cache) session_->dest = dest;
+      session_->tls_level = session_->from_cache ? TlsLevel::none : level;
       session_->tls_policy = &policy;
+      session_->dane = dane_decision.authenticated() ? &dane_decision : nullptr;
       if (a.pref == best_pref) session_->features |= kBestMx;
       final_server_ = final_nexthop && last;
-      if (helo(false) != 0) {
+      if (!session_->from_cache && helo(false) != 0) {
         if (session_->tls_retry_plain) {  // the same address again, without TLS
           retry_plain = true;
           --addr_count;
@@ -838,6 +1129,7 @@ int DeliveryRun::helo(bool in_starttls) {
     if (s_.sasl_enable && (s.features & kAuth)) {
       int rc = sasl_login();
       if (rc != 0) return rc;
+      if (s.features & kAuth) s.sasl_used = true;
     }
   } catch (const tls::Stream::IoError& e) {
     return stream_except(e.kind, where);
@@ -864,13 +1156,16 @@ int DeliveryRun::start_tls() {
   if (s_.tls_servername == "hostname") servername = s.host;
   else if (s_.tls_servername == "nexthop") servername = nexthop_domain_;
   else servername = s_.tls_servername;
+  if (s.dane) servername = s.dane->base_domain;  // RFC 7672: always the TLSA base domain
   const tls::SessionOverrides* overrides = s.tls_policy ? &s.tls_policy->overrides : nullptr;
   SSL* ssl = a_.tls()->new_ssl(s.tls_level >= TlsLevel::encrypt, servername, s.namaddrport, overrides);
   // verify, secure: the names the certificate must match, checked by
   // OpenSSL during the chain verification (add_namechecks()).
   bool names_ok = true;
   tls::VerifyState verify;
-  if (ssl != nullptr && s.tls_level >= TlsLevel::verify) {
+  if (ssl != nullptr && s.dane) {  // DANE: the TLSA records, not names (tls_dane.hpp)
+    names_ok = tls::enable_dane(ssl, s_.dane.digests, s.dane->base_domain, s.dane->match_names, s.dane->tlsa);
+  } else if (ssl != nullptr && s.tls_level >= TlsLevel::verify) {
     std::vector<std::string> names;
     for (const std::string& m : s.tls_policy ? s.tls_policy->match : std::vector<std::string>{}) {
       if (strcasecmp(m.c_str(), "nexthop") == 0) names.push_back(nexthop_domain_);
@@ -895,8 +1190,11 @@ int DeliveryRun::start_tls() {
   const bool must_trust = s.tls_level >= TlsLevel::verify;
   const bool trusted = info.peer_trusted && names_ok;
   if (must_trust && trusted) {
-    info.peer_verified = true;
+    // DANE through an insecure MX lookup is matched but only "Trusted".
+    info.peer_verified = !(s.dane && s.dane->level == dane::Level::half_dane);
     s.tls_verified = true;
+    if (s.dane && a_.tls()->loglevel() >= 2)
+      log::info("%s", tls::dane_match_line(tls::dane_match(s.stream->ssl()), s.namaddrport).c_str());
   }
   // verify_extract_name(): the reason, at the levels that need trust.
   if (must_trust && !trusted) {
@@ -1057,6 +1355,7 @@ int DeliveryRun::sasl_login() {
 
 void DeliveryRun::quit() {
   Session& s = *session_;
+  if (s.expire_time > 0) s.expire_time = 0;  // DONT_CACHE_THIS_SESSION
   try {
     s.stream->set_timeout(s_.quit_timeout);
     s.stream->write("QUIT\r\n");
@@ -1165,6 +1464,8 @@ int DeliveryRun::xfer() {
     size_t rcpt = 0;
   };
   std::vector<Cmd> cmds;
+  // conn_use=N in the log: how often this connection was reused.
+  stats_.reuse_count = s.reuse_count;
   stats_.conn_setup_done = now_time();
   cmds.push_back({kMail, mail_command()});
   for (size_t idx : todo_) cmds.push_back({kRcpt, rcpt_command(req_.recipients[idx]), idx});
@@ -1211,9 +1512,15 @@ int DeliveryRun::xfer() {
   };
   auto abort_session = [&]() {
     // RSET, then QUIT; failures no longer matter (nothing is being sent).
+    // A cached session stays open after the RSET.
+    if (session_expired()) s.expire_time = 0;
     try {
       s.stream->set_timeout(s_.rset_timeout);
       s.stream->write("RSET\r\n");
+      if (session_cached()) {
+        read_reply();
+        return 0;
+      }
       if (!pipelining) {
         read_reply();
         s.stream->write("QUIT\r\n");
@@ -1225,6 +1532,7 @@ int DeliveryRun::xfer() {
       s.stream->set_timeout(s_.quit_timeout);
       if (!s_.skip_quit_response) read_reply();
     } catch (const tls::Stream::IoError&) {
+      s.dead = true;
     }
     return 0;
   };
@@ -1257,6 +1565,8 @@ int DeliveryRun::xfer() {
     }
   }
   if (trace_only) {  // RSET was sent and answered
+    if (session_expired()) s.expire_time = 0;
+    if (session_cached()) return 0;
     try {
       s.stream->set_timeout(s_.quit_timeout);
       s.stream->write("QUIT\r\n");
@@ -1269,16 +1579,20 @@ int DeliveryRun::xfer() {
   if (mail_from_rejected || nrcpt < 0) return abort_session();
 
   // DATA was accepted: the message (or just "." when no recipient was).
+  // A session that stays cached gets no QUIT.
   bool lost_in_data = false;
+  if (session_expired()) s.expire_time = 0;
+  const bool cached = session_cached();
   try {
     s.stream->set_timeout(s_.data_xfer_timeout);
     if (nrcpt > 0) send_body();
     s.stream->write(".\r\n");
-    if (pipelining) s.stream->write("QUIT\r\n");
+    if (pipelining && !cached) s.stream->write("QUIT\r\n");
     s.stream->flush();
   } catch (const tls::Stream::IoError& e) {
     if (e.kind != tls::Stream::Error::eof) return stream_except(e.kind, "sending message body");
     lost_in_data = true;  // maybe the server said why before it hung up
+    s.expire_time = 0;
   }
   s.stream->set_timeout(s_.data_done_timeout);
   size_t replies = s_.lmtp && nrcpt > 0 ? survivors.size() : 1;
@@ -1305,7 +1619,11 @@ int DeliveryRun::xfer() {
       else rcpt_done(survivors[k], r);
     }
   }
-  if (lost_in_data) return 0;
+  if (lost_in_data) {
+    s.dead = true;
+    return 0;
+  }
+  if (cached) return 0;
   try {
     if (!pipelining) {
       s.stream->set_timeout(s_.quit_timeout);
@@ -1362,6 +1680,16 @@ Agent::Agent(Settings settings, deliver::ReporterConfig reporter, std::unique_pt
   }
   if (!settings_.tls_policy_maps.empty())
     tls_policy_ = maps::Maps(settings_.prefix + "_tls_policy_maps", settings_.tls_policy_maps);
+  if (!settings_.cache_destinations.empty())
+    cache_dest_ = maps::MatchList(settings_.prefix + "_connection_cache_destinations", settings_.cache_destinations,
+                                  maps::MatchList::Kind::string);
+}
+
+ipc::ScacheClient* Agent::scache() {
+  if (!scache_)
+    scache_ = std::make_unique<ipc::ScacheClient>(reporter_.queue_directory, settings_.scache_service,
+                                                  std::chrono::seconds(settings_.scache_timeout));
+  return scache_->disabled() ? nullptr : scache_.get();
 }
 
 int Agent::deliver(agent::Delivery& delivery) {
@@ -1373,7 +1701,7 @@ std::string Agent::changed_table() const {
   for (const maps::Maps* m : {&sasl_passwd_, &tls_policy_})
     for (const maps::DictPtr& d : m->dicts())
       if (d->has_changed()) return d->spec();
-  return {};
+  return cache_dest_.changed_table();
 }
 
 }  // namespace mta::smtp

@@ -50,11 +50,9 @@ std::optional<TlsLevel> parse_tls_level(const std::string& level, const std::str
   if (level == "encrypt") return TlsLevel::encrypt;
   if (level == "verify") return TlsLevel::verify;
   if (level == "secure") return TlsLevel::secure;
-  if (level == "dane") {
-    log::warning("%s = dane: DANE is not implemented by this smtp client; acting as \"may\"", where.c_str());
-    return TlsLevel::may;
-  }
-  if (level == "fingerprint" || level == "dane-only") {
+  if (level == "dane") return TlsLevel::dane;
+  if (level == "dane-only") return TlsLevel::dane_only;
+  if (level == "fingerprint") {
     log::warning("%s = %s is not implemented by this smtp client: mail is deferred", where.c_str(), level.c_str());
     return TlsLevel::unsupported;
   }
@@ -163,7 +161,6 @@ Settings Settings::from_config(const config::Config& c, bool lmtp) {
   // DNS: disable_dns_lookups, smtp_dns_support_level, smtp_host_lookup.
   std::string support = c.get(p("dns_support_level"));
   s.dns_enabled = !c.get_bool("disable_dns_lookups") && support != "disabled";
-  if (support == "dnssec") log::warning("%s = dnssec: DNSSEC validation is not implemented; using plain DNS", p("dns_support_level").c_str());
   s.lookup_dns = s.lookup_native = false;
   for (const std::string& w : c.get_list(p("host_lookup"))) {
     if (w == "dns") s.lookup_dns = true;
@@ -212,6 +209,7 @@ Settings Settings::from_config(const config::Config& c, bool lmtp) {
   s.tls_verify_match = match_list(p("tls_verify_cert_match"));
   s.tls_secure_match = match_list(p("tls_secure_cert_match"));
   s.tls_policy_maps = c.get(p("tls_policy_maps"));
+  s.dane = dane::Settings::from_config(c, s.prefix);
   s.tls_note_starttls_offer = c.get_bool(p("tls_note_starttls_offer"));
   s.tls_fingerprint_digest = c.get(p("tls_fingerprint_digest"));
   s.tls_servername = c.get(p("tls_servername"));
@@ -238,6 +236,15 @@ Settings Settings::from_config(const config::Config& c, bool lmtp) {
     }
   }
 
+  // Connection cache (scache).
+  s.cache_on_demand = c.get_bool(p("connection_cache_on_demand"));
+  s.cache_destinations = c.get(p("connection_cache_destinations"));
+  s.cache_time_limit = c.get_time(p("connection_cache_time_limit"));
+  s.reuse_time_limit = c.get_time(p("connection_reuse_time_limit"));
+  s.reuse_count_limit = static_cast<int>(c.get_int(p("connection_reuse_count_limit")));
+  s.scache_service = c.get("connection_cache_service_name");
+  s.scache_timeout = c.get_time("connection_cache_protocol_timeout");
+
   // Set but not implemented: say so.
   // Set in main.cf or by -o: an explicit value, or one other than the default.
   auto configured = [&](const std::string& name) -> std::optional<std::string> {
@@ -256,8 +263,7 @@ Settings Settings::from_config(const config::Config& c, bool lmtp) {
       log::warning("%s is not implemented by this %s client: ignoring \"%s = yes\"", name.c_str(), s.prefix.c_str(), name.c_str());
   };
   if (s.sasl_enable) warn_if_set(p("sasl_auth_cache_name"));
-  for (const char* name : {"connection_cache_destinations",
-                           "generic_maps", "header_checks", "body_checks",
+  for (const char* name : {"generic_maps", "header_checks", "body_checks",
                            "mime_header_checks", "nested_header_checks", "bind_address", "bind_address6",
                            "tls_per_site", "pix_workaround_maps", "dns_reply_filter", "reply_filter",
                            "delivery_status_filter"})
@@ -265,13 +271,11 @@ Settings Settings::from_config(const config::Config& c, bool lmtp) {
   warn_if_set(lmtp ? "lmtp_discard_lhlo_keyword_address_maps" : "smtp_discard_ehlo_keyword_address_maps");
   warn_if_yes(p("tls_wrappermode"));
   warn_if_yes(p("send_xforward_command"));
-  warn_if_yes(p("connection_cache_on_demand"));
-  // Connection caching is not implemented: its knobs do nothing.
-  warn_if_yes(p("tls_connection_reuse"));
-  for (const char* name : {"connection_reuse_count_limit", "connection_reuse_time_limit", "connection_cache_time_limit"})
-    if (configured(p(name)))
-      log::warning("%s is not implemented by this %s client (no connection caching): ignoring \"%s = %s\"",
-                   p(name).c_str(), s.prefix.c_str(), p(name).c_str(), c.get(p(name)).c_str());
+  // TLS connection reuse needs tlsproxy(8), which does not exist here:
+  // TLS sessions are never cached (plaintext ones are).
+  if (configured(p("tls_connection_reuse")) && c.get_bool(p("tls_connection_reuse")))
+    log::warning("%s is not implemented by this %s client (no tlsproxy): TLS connections are not reused; ignoring \"%s = yes\"",
+                 p("tls_connection_reuse").c_str(), s.prefix.c_str(), p("tls_connection_reuse").c_str());
   return s;
 }
 

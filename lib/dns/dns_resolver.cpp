@@ -32,6 +32,8 @@ std::string type_name(int type) {
     case kTypeAaaa: return "AAAA";
     case kTypeMx: return "MX";
     case kTypeTxt: return "TXT";
+    case kTypeTlsa: return "TLSA";
+    case kTypeCname: return "CNAME";
     default: return "type" + std::to_string(type);
   }
 }
@@ -51,8 +53,32 @@ const char* h_error_text(int err) {
 
 }  // namespace
 
+std::optional<Tlsa> parse_tlsa(const Record& record) {
+  if (record.data.size() < 3) return std::nullopt;
+  Tlsa t;
+  t.usage = static_cast<unsigned char>(record.data[0]);
+  t.selector = static_cast<unsigned char>(record.data[1]);
+  t.mtype = static_cast<unsigned char>(record.data[2]);
+  t.data = record.data.substr(3);
+  return t;
+}
+
 Status Resolver::query(const std::string& name, int type, std::vector<Record>& out, std::string* why) {
+  return ask(name, type, out, why, 0);
+}
+
+Status Resolver::query_dnssec(const std::string& name, int type, std::vector<Record>& out, std::string* why) {
+#ifdef RES_TRUSTAD
+  return ask(name, type, out, why, RES_USE_DNSSEC | RES_USE_EDNS0 | RES_TRUSTAD);
+#else
+  return ask(name, type, out, why, RES_USE_DNSSEC | RES_USE_EDNS0);
+#endif
+}
+
+Status Resolver::ask(const std::string& name, int type, std::vector<Record>& out, std::string* why,
+                     unsigned long extra_options) {
   nxdomain_ = false;
+  authenticated_ = false;
   auto fail_text = [&](const char* text) {
     if (why) *why = "Host or domain name not found. Name service error for name=" + name + " type=" + type_name(type) + ": " + text;
   };
@@ -72,7 +98,14 @@ Status Resolver::query(const std::string& name, int type, std::vector<Record>& o
     return Status::fail;
   }
   std::vector<unsigned char> answer(65536);
+  // The DNSSEC options hold for this question only, as in Postfix's
+  // dns_query(), which saves and restores _res.options around it.
+  const unsigned long saved_options = state_->res.options;
+  state_->res.options |= extra_options;
   int len = res_nquery(&state_->res, name.c_str(), ns_c_in, type, answer.data(), static_cast<int>(answer.size()));
+  state_->res.options = saved_options;
+  // RFC 4035 section 3.2.3: the AD bit is the fourth octet's 0x20.
+  if (len >= 4 && extra_options != 0) authenticated_ = (answer[3] & 0x20) != 0;
   if (len < 0) {
     int err = state_->res.res_h_errno;
     fail_text(h_error_text(err));

@@ -28,6 +28,7 @@
 // preferences shuffled (RFC 5321 section 5.1).
 #pragma once
 
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -41,6 +42,8 @@ inline constexpr int kTypeA = 1;
 inline constexpr int kTypeMx = 15;
 inline constexpr int kTypeTxt = 16;
 inline constexpr int kTypeAaaa = 28;
+inline constexpr int kTypeCname = 5;
+inline constexpr int kTypeTlsa = 52;
 
 struct Record {
   int type = 0;
@@ -49,7 +52,20 @@ struct Record {
   std::string data;     // MX: the exchange host; A/AAAA: printable address; TXT: the joined strings
 };
 
-// "A", "AAAA", "MX", "TXT" (Postfix's dns_strtype()).
+// A TLSA record's RDATA (RFC 6698 section 2.1): certificate usage,
+// selector, matching type and the association data.
+struct Tlsa {
+  unsigned usage = 0;
+  unsigned selector = 0;
+  unsigned mtype = 0;
+  std::string data;  // raw bytes
+};
+
+// Splits a TLSA record's data; nullopt when it is shorter than the three
+// octets of usage, selector and matching type (a truncated record).
+std::optional<Tlsa> parse_tlsa(const Record& record);
+
+// "A", "AAAA", "MX", "TXT", "TLSA", "CNAME" (Postfix's dns_strtype()).
 std::string type_name(int type);
 
 // Upper bounds on resolv.conf's timeout (seconds per try) and attempts;
@@ -69,14 +85,23 @@ class Resolver {
 
   // One question; records of TYPE are appended to OUT.
   Status query(const std::string& name, int type, std::vector<Record>& out, std::string* why = nullptr);
+  // The same with DNSSEC asked for (RES_USE_DNSSEC | RES_USE_EDNS0 |
+  // RES_TRUSTAD for this question only); see last_authenticated().
+  Status query_dnssec(const std::string& name, int type, std::vector<Record>& out, std::string* why = nullptr);
+  // True when the last answer (ok, or not_found by NODATA) carried the AD
+  // bit.  Only meaningful after query_dnssec(): without the DO bit a
+  // resolver does not set it, and glibc clears it without RES_TRUSTAD.
+  bool last_authenticated() const { return authenticated_; }
   // True when the last not_found meant that the name does not exist at all (NXDOMAIN).
   bool last_nxdomain() const { return nxdomain_; }
 
  private:
   struct State;
   State* state_;
+  Status ask(const std::string& name, int type, std::vector<Record>& out, std::string* why, unsigned long extra_options);
   Limits limits_;
   bool nxdomain_ = false;
+  bool authenticated_ = false;
 };
 
 // Sorts MX records by preference; records of equal preference are

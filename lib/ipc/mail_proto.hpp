@@ -263,6 +263,9 @@ inline constexpr int kDelReqFlagBounce = 1 << 1;   // delete bounced recipients
 inline constexpr int kDelReqFlagMtaVrfy = 1 << 8;  // MTA-requested address probe
 inline constexpr int kDelReqFlagUserVrfy = 1 << 9; // user-requested address probe
 inline constexpr int kDelReqFlagRecordDelivery = 1 << 10;
+inline constexpr int kDelReqFlagConnLoad = 1 << 11;   // consult the on-demand connection cache
+inline constexpr int kDelReqFlagConnStore = 1 << 12;  // update the on-demand connection cache
+inline constexpr int kDelReqFlagConnMask = kDelReqFlagConnLoad | kDelReqFlagConnStore;
 
 // The delivery agent's final reply: {DSN of the hop, status=N}.  Status 0:
 // every recipient is finished (the real qmgr then removes the queue file);

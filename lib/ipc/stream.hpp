@@ -85,6 +85,19 @@ class Stream {
   bool flush();
   size_t pending_output() const { return wbuf_.size(); }
 
+  // Descriptor passing over a UNIX-domain stream socket, as Postfix's
+  // unix_send_fd()/unix_recv_fd(): one data byte carries the descriptor
+  // (SCM_RIGHTS), within the stream's timeout and deadline.  send_fd()
+  // flushes pending output first; the descriptor stays the caller's.
+  // recv_fd() returns the new descriptor (close-on-exec), or -1 (state()
+  // says why; EOF, timeout, or EBADMSG when no descriptor came with the
+  // byte).  Bytes already buffered come before the descriptor on the wire,
+  // so recv_fd() refuses (EINVAL) while buffered() > 0: the protocols
+  // that pass descriptors (scache, tlsproxy) alternate strictly, so the
+  // buffer is empty at that point.
+  bool send_fd(int fd);
+  int recv_fd();
+
   IoState state() const { return state_; }
   bool failed() const { return state_ != IoState::ok; }
   bool timed_out() const { return state_ == IoState::timeout; }

@@ -2,7 +2,7 @@
 """smtp_fake_server.py: SMTP servers on loopback that the smtp client tests
 (smtp_tls_verify.sh, smtp_bad_input.sh) deliver to.
 
-usage: smtp_fake_server.py READY_FILE PORT:MODE[:CERT:KEY] ...
+usage: smtp_fake_server.py [--events FILE] READY_FILE PORT:MODE[:CERT:KEY] ...
 
 Each PORT listens on 127.0.0.1 and plays MODE with every client:
   tls          a plain ESMTP server with PIPELINING and STARTTLS (CERT, KEY)
@@ -15,6 +15,8 @@ Each PORT listens on 127.0.0.1 and plays MODE with every client:
   dropdata     hangs up after reading part of the message body
 The file READY_FILE is written once every port listens.  Received messages
 are appended to PORT.mbox next to READY_FILE.  Runs until killed.
+With --events FILE, one line per event is appended to FILE: "connect
+PORT", "mail PORT", "rset PORT", "quit PORT" (how connections are reused).
 """
 import os
 import socket
@@ -39,6 +41,16 @@ def send_huge(conn, prefix):
     return True
 
 
+EVENTS = None
+EVENTS_LOCK = threading.Lock()
+
+
+def event(what, port):
+    if EVENTS:
+        with EVENTS_LOCK, open(EVENTS, "a") as f:
+            f.write("%s %d\n" % (what, port))
+
+
 class Session:
     def __init__(self, conn, mode, port, cert, key, outdir):
         self.conn, self.mode, self.port, self.cert, self.key = conn, mode, port, cert, key
@@ -59,6 +71,7 @@ class Session:
 
     def run(self):
         mode = self.mode
+        event("connect", self.port)
         if mode == "silent":
             while self.conn.recv(65536):
                 pass
@@ -92,6 +105,7 @@ class Session:
                 self.buf = b""
                 tls_on = True
             elif verb == b"MAIL":
+                event("mail", self.port)
                 if mode == "garbagereply":
                     self.send("this is not an SMTP reply\r\n")
                 self.send("250 2.1.0 Ok\r\n")
@@ -117,8 +131,10 @@ class Session:
                     f.write(b"\n".join(body) + b"\n==\n")
                 self.send("250 2.0.0 Ok: queued as fake1\r\n")
             elif verb == b"RSET":
+                event("rset", self.port)
                 self.send("250 2.0.0 Ok\r\n")
             elif verb == b"QUIT":
+                event("quit", self.port)
                 self.send("221 2.0.0 Bye\r\n")
                 return
             else:
@@ -144,10 +160,15 @@ def serve(listener, mode, port, cert, key, outdir):
 
 
 def main():
-    ready = sys.argv[1]
+    global EVENTS
+    args = sys.argv[1:]
+    if args[:1] == ["--events"]:
+        EVENTS = os.path.abspath(args[1])
+        args = args[2:]
+    ready = args[0]
     outdir = os.path.dirname(os.path.abspath(ready))
     threads = []
-    for spec in sys.argv[2:]:
+    for spec in args[1:]:
         parts = spec.split(":")
         port, mode = int(parts[0]), parts[1]
         cert = parts[2] if len(parts) > 2 else None
