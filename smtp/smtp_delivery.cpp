@@ -309,10 +309,26 @@ void DeliveryRun::bulk_fail(bool throttle) {
   } else {
     stats_.deliver_done = now_time();
   }
+  int aggregate = 0;
   for (size_t idx : todo_) {
     if (mark_[idx] != Mark::none) continue;
-    status_ |= report("fail", idx, why_);
+    aggregate |= report("fail", idx, why_);
     mark_[idx] = Mark::drop;
+  }
+  status_ |= aggregate;
+  // As Postfix: a failure to get through to the next hop (throttle) that
+  // left mail deferred is the destination's fault, and qmgr is told, so
+  // that its concurrency shrinks and, past the failed cohort limit, it is
+  // marked dead for a while instead of tried again for every message.
+  if (throttle && aggregate != 0 && d_.hop_status.status.empty()) {
+    proto::Dsn& hop = d_.hop_status;
+    hop.status = why_.status;
+    hop.dtype = why_.dtype;
+    hop.dtext = why_.dtext;
+    hop.mtype = why_.mtype;
+    hop.mname = why_.mname;
+    hop.action = "delayed";
+    hop.reason = why_.reason;
   }
 }
 

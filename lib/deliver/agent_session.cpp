@@ -53,8 +53,9 @@ bool queue_file_ok(const proto::DeliverRequest& req, const std::string& path) {
   return true;
 }
 
-void reply(ipc::Channel& ch, int status) {
-  proto::DeliverReply r;  // an empty hop DSN: this agent never blames the destination
+void reply(ipc::Channel& ch, int status, const proto::Dsn& hop_status = {}) {
+  proto::DeliverReply r;  // an empty hop DSN: the destination is not to blame
+  r.hop_status = hop_status;
   r.status = status;
   if (ipc::Status st = ipc::reply(ch, r); !st) {
     log::debug("send final status: %s", st.message().c_str());
@@ -169,7 +170,7 @@ void serve_connection(int fd, const config::Config& config, const std::string& s
   log::debug("deliver_message: from %s", req.sender.c_str());
   int status = deliver(d);
   d.file.reset();
-  reply(ch, status);
+  reply(ch, status, d.hop_status);
 }
 
 }  // namespace mta::agent

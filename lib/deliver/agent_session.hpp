@@ -36,6 +36,11 @@ struct Delivery {
   ipc::proto::DeliverRequest request;
   std::string path;  // relative to the queue directory, as Postfix names it
   std::unique_ptr<queue::QueueFileReader> file;
+  // The destination's fault (Postfix's request->hop_status): set by an agent
+  // that could not get through to the next hop (no connection, no greeting,
+  // a lost session), it goes back to qmgr with the reply, and qmgr counts it
+  // against the destination's concurrency and may mark it dead.
+  ipc::proto::Dsn hop_status;
 };
 
 // Serves one connection on fd.  deliver() returns the request status

@@ -63,7 +63,7 @@ EOF
 chmod 755 "$T/agent.sh"
 printf '%s\n' "big.example slowpipe:big.example" "small.example slowpipe:small.example" \
   "fail.example slowpipe:fail.example" "held.example heldpipe:held.example" \
-  "dead.example deadsmtp:[127.0.0.1]:1" > "$T/transport"
+  "dead.example deadsmtp:[127.0.0.1]:1" "ourdead.example oursmtp:[127.0.0.1]:1" > "$T/transport"
 cp "$MTA_SOURCE_DIR/conf/master.cf" "$T/master.cf"
 cp "$MTA_SOURCE_DIR/conf/main.cf" "$T/main.cf"
 cat >> "$T/master.cf" <<EOF
@@ -71,6 +71,7 @@ slowpipe  unix  -       n       n       -       10      pipe
   flags= user=nobody argv=/bin/sh $T/agent.sh \${nexthop}
 heldpipe  unix  -       n       n       -       10      pipe
   flags= user=nobody argv=/bin/sh $T/agent.sh \${nexthop}
+oursmtp   unix  -       -       n       -       -       smtp
 EOF
 HAVE_ORACLE=0
 if [ -x "$ORACLE_DIR/usr/lib/postfix/sbin/smtp" ]; then
@@ -94,7 +95,8 @@ fi
   "slowpipe_destination_recipient_limit = 10" "heldpipe_destination_recipient_limit = 10" \
   "deadsmtp_initial_destination_concurrency = 1" "deadsmtp_destination_recipient_limit = 2" \
   "destination_concurrency_feedback_debug = yes" "defer_transports = heldpipe" \
-  "slowpipe_delivery_slot_cost = 3"
+  "slowpipe_delivery_slot_cost = 3" \
+  "oursmtp_initial_destination_concurrency = 1" "oursmtp_destination_recipient_limit = 2"
 "$B/postconf" -c "$T" -MX smtp/inet
 "$B/postalias" -c "$T" "$T/aliases"
 "$B/postmap" -c "$T" "hash:$T/transport"
@@ -159,6 +161,19 @@ if [ $HAVE_ORACLE = 1 ]; then
 else
   echo "# skip: no Postfix oracle for the dead destination test"
 fi
+
+# 2b. The same with our smtp: its hop status (the connection failed) tells
+# qmgr that the destination is at fault; no oracle needed.
+printf 'Subject: ourdead\n\ndead\n' | send -f "$U1@mail.test.example" a@ourdead.example b@ourdead.example \
+  c@ourdead.example d@ourdead.example e@ourdead.example f@ourdead.example
+check "our smtp: the first delivery fails to connect" grep -qE \
+  "postfix/smtp\[[0-9]+\]: [0-9A-F]+: to=<[a-f]@ourdead.example>, relay=none, .*status=deferred \(connect to 127.0.0.1\[127.0.0.1\]:1: Connection refused\)" "$T/maillog"
+check "our smtp: the destination's other mail is deferred by the retry service" grep -qE \
+  "postfix/error\[[0-9]+\]: [0-9A-F]+: to=<[a-f]@ourdead.example>, relay=none, .*dsn=4.4.1, status=deferred \(delivery temporarily suspended: connect to 127.0.0.1\[127.0.0.1\]:1: Connection refused\)" "$T/maillog"
+# Before the first suspension: the one delivery of the first cohort (two recipients).
+n=$(awk '/@ourdead.example>.*delivery temporarily suspended/ { exit } /postfix\/smtp\[[0-9]+\]: .*to=<[a-f]@ourdead.example>/ { n++ } END { print n + 0 }' "$T/maillog")
+[ "$n" -ge 1 ] && [ "$n" -le 2 ] && ok "our smtp: one failed cohort, not one attempt per recipient ($n smtp lines for 6 recipients)" ||
+  bad "our smtp tried the dead destination too often" "$n smtp lines"
 
 # 3. defer_transports: held until a flush, and only for that flush.
 printf 'Subject: held\n\nheld\n' | send -f "$U1@mail.test.example" "h1@held.example"
