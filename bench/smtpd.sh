@@ -36,6 +36,7 @@ ulimit -n "$( [ "$(ulimit -Hn)" = unlimited ] && echo $((want > 65536 ? want : 6
 # session).
 SETTINGS=("smtpd_timeout = 900s" "default_process_limit = $((SESSIONS + 500))")
 bench_instances
+echo "bench/smtpd.sh: queues on $BENCH_FS_INFO"
 # No qmgr in either: mail stays in incoming/ and only acceptance is measured.
 "$B/postconf" -c "$w/ours" -MX qmgr/unix
 timeout 60 "$oracle" run postconf -c "$w/real" -MX qmgr/unix

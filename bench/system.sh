@@ -408,6 +408,7 @@ echo "bench/system.sh: ROUNDS=$ROUNDS CLIENTS=$CLIENTS MESSAGES=$MESSAGES SIZES=
   "RELAY_MESSAGES=$RELAY_MESSAGES DESTINATIONS=$DESTINATIONS SENDMAILS=$SENDMAILS" \
   "SENDMAIL_PROCS=$SENDMAIL_PROCS QUEUE_MESSAGES=$QUEUE_MESSAGES SWEEP=\"$SWEEP\"" \
   "SWEEP_MESSAGES=$SWEEP_MESSAGES${QUICK:+ (QUICK: a check, not a measurement)}"
+echo "bench/system.sh: queues and mailboxes on $BENCH_FS_INFO"
 start ours; start real
 has f && footprint
 has a && maildir
