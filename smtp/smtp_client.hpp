@@ -37,6 +37,9 @@
 //                 TO with NOTIFY and ORCPT, PIPELINING (MAIL, RCPTs and
 //                 DATA in one batch; "." and QUIT together), DATA with dot
 //                 stuffing, CR LF and smtp_line_length_limit, QUIT; LMTP:
+//                 (8-bit MIME content goes out as quoted-printable when
+//                 the server lacks 8BITMIME: disable_mime_output_conversion,
+//                 lib/mime's downgrade; SIZE is then not announced);
 //                 one reply per accepted recipient after the final dot;
 //   SASL          smtp_sasl_auth_enable: AUTH after EHLO (after STARTTLS
 //                 when TLS is used) when smtp_sasl_password_maps has
@@ -153,6 +156,12 @@ struct Settings {
   bool ignore_mx_lookup_error = false;
   size_t line_length_limit = 998;  // smtp_line_length_limit
   size_t line_limit = 2048;        // line_length_limit: reply lines
+  // 8-bit to 7-bit MIME conversion for servers without 8BITMIME.
+  // The MIME limits (header_size_limit, mime_nesting_limit,
+  // mime_boundary_length_limit) are cleanup's and smtpd's: the real smtp,
+  // given mime_nesting_limit = 1, still converts parts three levels deep
+  // (tests/integration/smtp_mime_conv.sh), so lib/mime's defaults are used.
+  bool mime_output_conversion = true;  // not disable_mime_output_conversion
   unsigned discard_ehlo = 0;       // smtp_discard_ehlo_keywords as a mask
   std::string discard_ehlo_text;   // "discarding EHLO keywords: ..." or ""
   TlsLevel tls_level = TlsLevel::none;

@@ -20,6 +20,7 @@
 
 #include "ipc/scache_client.hpp"
 #include "log/log.hpp"
+#include "mime/mime_state.hpp"
 #include "queue/queue_file.hpp"
 #include "sasl/cyrus_client.hpp"
 #include "smtp/smtp_client.hpp"
@@ -226,7 +227,8 @@ class DeliveryRun {
   void quit();
   int xfer();
   Reply read_reply();
-  void send_body();
+  bool send_body();
+  bool mime_downgrade() const;
   std::string mail_command();
   std::string rcpt_command(const proto::Recipient& r);
   long long state_timeout(int st) const;
@@ -1395,7 +1397,8 @@ long long DeliveryRun::state_timeout(int st) const {
 std::string DeliveryRun::mail_command() {
   Session& s = *session_;
   std::string cmd = "MAIL FROM:<" + (req_.sender.empty() ? std::string() : quote_821(req_.sender)) + ">";
-  if (s.features & kSize) cmd += " SIZE=" + std::to_string(req_.data_size);
+  // As Postfix: no SIZE when the content will be converted (its size changes).
+  if ((s.features & kSize) && !mime_downgrade()) cmd += " SIZE=" + std::to_string(req_.data_size);
   if (s.features & k8BitMime) {
     if (req_.encoding == "8bit") cmd += " BODY=8BITMIME";
     else if (req_.encoding == "7bit") cmd += " BODY=7BIT";
@@ -1420,22 +1423,31 @@ std::string DeliveryRun::rcpt_command(const proto::Recipient& r) {
   return cmd;
 }
 
+// Postfix's SMTP_MIME_DOWNGRADE: 8-bit content for a server without
+// 8BITMIME is converted to 7-bit unless disable_mime_output_conversion;
+// only mail that cleanup recorded as 7bit is exempt (no encoding counts
+// as 8-bit).
+bool DeliveryRun::mime_downgrade() const {
+  return s_.mime_output_conversion && !(session_->features & k8BitMime) && req_.encoding != "7bit";
+}
+
 // smtp_text_out(): content records as SMTP lines: dot stuffing, CR LF,
 // lines longer than smtp_line_length_limit broken (the rest starts with a
-// space), a missing final newline added.
-void DeliveryRun::send_body() {
+// space), a missing final newline added.  When converting (smtp_proto.c's
+// downgrading), the records go through the MIME machine first: headers
+// come out line by line (smtp_header_out), 8-bit bodies as
+// quoted-printable.  A MIME error (nesting beyond lib/mime's limit of
+// 100; smtp does not read mime_nesting_limit) fails the message with
+// 5.6.0 and returns false: the session is then dropped without ".", as
+// Postfix does, there being no other way to cancel the transfer.
+bool DeliveryRun::send_body() {
   tls::Stream& out = *session_->stream;
   const size_t limit = s_.line_length_limit;
   size_t space_left = limit;
   char prev_type = 0;
   bool said_breaking = false;
-  queue::Envelope env;
-  std::string error;
-  env.data_offset = req_.data_offset;
-  if (!d_.file->read_envelope(&env, &error)) log::fatal("%s: read queue file: %s", req_.queue_id.c_str(), error.c_str());
-  bool ok = d_.file->read_content(env, [&](char type, std::string_view text) {
+  auto text_out = [&](char type, std::string_view data) {
     bool cont = type == queue::rec::kCont;
-    std::string_view data = text;
     do {
       if (space_left == limit && !data.empty() && data[0] == '.') out.write(".");
       if (limit > 0 && data.size() >= space_left) {
@@ -1462,12 +1474,56 @@ void DeliveryRun::send_body() {
         break;
       }
     } while (!data.empty());
-    prev_type = type;
     if (out.pending() > 65536) out.flush();
+  };
+
+  std::optional<mime::MimeState> mime;
+  if (mime_downgrade()) {
+    mime::MimeOptions opt;
+    opt.downgrade = true;
+    opt.report_nesting = true;
+    mime::MimeState::Callbacks cb;
+    cb.header = [&](mime::HeaderClass, std::string& header) {
+      std::string_view h = header;
+      for (;;) {
+        size_t nl = h.find('\n');
+        text_out(queue::rec::kNorm, h.substr(0, nl));
+        if (nl == std::string_view::npos) break;
+        h.remove_prefix(nl + 1);
+      }
+    };
+    cb.body = [&](char type, std::string_view text, long long) { text_out(type, text); };
+    mime.emplace(opt, std::move(cb));
+  }
+
+  queue::Envelope env;
+  std::string error;
+  env.data_offset = req_.data_offset;
+  if (!d_.file->read_envelope(&env, &error)) log::fatal("%s: read queue file: %s", req_.queue_id.c_str(), error.c_str());
+  int mime_errors = 0;
+  bool ok = d_.file->read_content(env, [&](char type, std::string_view text) {
+    if (mime) {
+      mime_errors = mime->record(type, text);
+      if (mime_errors) return false;
+    } else {
+      text_out(type, text);
+    }
+    prev_type = type;
     return true;
   }, &error);
-  if (!ok) log::fatal("%s: read queue file: %s", req_.queue_id.c_str(), error.c_str());
-  if (prev_type == queue::rec::kCont) out.write("\r\n");
+  if (!ok && !mime_errors) log::fatal("%s: read queue file: %s", req_.queue_id.c_str(), error.c_str());
+  if (mime && !mime_errors) mime_errors = mime->end();
+  if (mime_errors) {  // smtp_mime_fail(): the message fails (smtp_mesg_fail)
+    const mime::MimeErrorDetail& detail = mime::mime_error_detail(mime_errors);
+    fill_dsn("", nullptr, std::string(detail.dsn), std::string(detail.text));
+    bool saved = final_server_;
+    final_server_ = true;
+    bulk_fail(false);
+    final_server_ = saved;
+    return false;
+  }
+  if (!mime && prev_type == queue::rec::kCont) out.write("\r\n");
+  return true;
 }
 
 int DeliveryRun::xfer() {
@@ -1601,7 +1657,10 @@ int DeliveryRun::xfer() {
   const bool cached = session_cached();
   try {
     s.stream->set_timeout(s_.data_xfer_timeout);
-    if (nrcpt > 0) send_body();
+    if (nrcpt > 0 && !send_body()) {
+      s.dead = true;  // cancelled halfway through the content
+      return 0;
+    }
     s.stream->write(".\r\n");
     if (pipelining && !cached) s.stream->write("QUIT\r\n");
     s.stream->flush();

@@ -157,6 +157,7 @@ Settings Settings::from_config(const config::Config& c, bool lmtp) {
   s.ignore_mx_lookup_error = c.get_bool("ignore_mx_lookup_error");
   s.line_length_limit = static_cast<size_t>(c.get_int(p("line_length_limit")));
   s.line_limit = static_cast<size_t>(c.get_int("line_length_limit"));
+  s.mime_output_conversion = !c.get_bool("disable_mime_output_conversion");
 
   // DNS: disable_dns_lookups, smtp_dns_support_level, smtp_host_lookup.
   std::string support = c.get(p("dns_support_level"));

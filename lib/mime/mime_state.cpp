@@ -115,6 +115,35 @@ constexpr MimeErrorDetail kDetails[] = {
 
 }  // namespace
 
+void qp_encode_line(std::string* line, std::string_view text, bool hard_end,
+                    const std::function<void(std::string_view)>& emit) {
+  static const char hex[] = "0123456789ABCDEF";
+  auto encode = [&](unsigned char c) {
+    *line += '=';
+    *line += hex[c >> 4];
+    *line += hex[c & 0xf];
+  };
+  for (char ch : text) {
+    if (line->size() > 72) {  // soft line break before the limit of 76
+      *line += '=';
+      emit(*line);
+      line->clear();
+    }
+    auto c = static_cast<unsigned char>(ch);
+    if ((c < 32 && c != '\t') || c == '=' || c > 126) encode(c);
+    else *line += ch;
+  }
+  if (!hard_end) return;
+  // RFC 2045: blanks before a hard line break must be encoded.
+  if (!line->empty() && (line->back() == ' ' || line->back() == '\t')) {
+    auto c = static_cast<unsigned char>(line->back());
+    line->pop_back();
+    encode(c);
+  }
+  emit(*line);
+  line->clear();
+}
+
 const MimeErrorDetail& mime_error_detail(int flags) {
   for (const MimeErrorDetail& d : kDetails)
     if (flags & d.code) return d;
@@ -252,7 +281,25 @@ void MimeState::flush_header() {
                                                : HeaderClass::multipart;
   std::string h;
   h.swap(header_);
+  // Downgrading: an 8-bit Content-Transfer-Encoding is replaced at the end
+  // of the header block (downgrade_header_end).
+  if (opt_.downgrade && domain_ != kEnc7bit && name_len > 0 && iequals(name, "Content-Transfer-Encoding")) return;
   if (cb_.header) cb_.header(cls, h);
+}
+
+void MimeState::downgrade_header_end() {
+  if (!opt_.downgrade || domain_ == kEnc7bit) return;
+  HeaderClass cls = state_ == State::primary   ? HeaderClass::primary
+                    : state_ == State::nested ? HeaderClass::nested
+                                               : HeaderClass::multipart;
+  std::string h = "Content-Transfer-Encoding: ";
+  h += ctype_ == Ctype::message || ctype_ == Ctype::multipart ? "7bit" : "quoted-printable";
+  if (cb_.header) cb_.header(cls, h);
+}
+
+void MimeState::body_or_downgrade(char type, std::string_view text) {
+  if (!opt_.downgrade || domain_ == kEnc7bit) return body_out(type, text);
+  qp_encode_line(&qp_line_, text, type == kNorm, [&](std::string_view line) { body_out(kNorm, line); });
 }
 
 void MimeState::body_out(char type, std::string_view text) {
@@ -292,6 +339,7 @@ int MimeState::record(char type, std::string_view text) {
       return errors_;
     }
     // This line ends a header block.
+    downgrade_header_end();
     if (state_ == State::primary && cb_.headers_done) cb_.headers_done();
     if (opt_.report_encoding_domain) {
       if (ctype_ == Ctype::message) {
@@ -341,7 +389,7 @@ int MimeState::body(char type, std::string_view text) {
       break;
     }
   }
-  body_out(type, text);
+  body_or_downgrade(type, text);
   prev_type_ = type;
   return errors_;
 }
@@ -350,7 +398,7 @@ int MimeState::end() {
   if (ended_) return errors_;
   if (prev_type_ == kCont) {
     if (state_ == State::body) {
-      body_out(kNorm, {});
+      body_or_downgrade(kNorm, {});
       prev_type_ = kNorm;
     } else {
       prev_type_ = kNorm;  // the pending header is complete
@@ -358,6 +406,7 @@ int MimeState::end() {
   }
   if (state_ != State::body) {
     flush_header();
+    downgrade_header_end();
     if (state_ == State::primary && cb_.headers_done) cb_.headers_done();
     set_state(State::body);
   }

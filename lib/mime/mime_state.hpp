@@ -38,6 +38,15 @@
 // 8-bit data in a header, 8-bit data in a 7-bit body, and message/* or
 // multipart/* with an encoding other than 7bit, 8bit or binary (the
 // strict_* parameters).  The error flags are returned by every call.
+//
+// With the downgrade option (Postfix's MIME_OPT_DOWNGRADE, used by smtp
+// when the server lacks 8BITMIME), content that claims to be 8-bit (the
+// Content-Transfer-Encoding of its header block is 8bit or binary) becomes
+// 7-bit: that header is dropped, and the header block ends with a new
+// "Content-Transfer-Encoding: quoted-printable" (leaf parts, whose body is
+// encoded with qp_encode_line) or "...: 7bit" (multipart and message, whose
+// parts are handled in turn).  Only the header decides: 8-bit bytes in a
+// part without such a header, and 8-bit bytes in headers, are left alone.
 #pragma once
 
 #include <functional>
@@ -76,7 +85,18 @@ struct MimeOptions {
   size_t header_limit = 102400;   // header_size_limit
   int nesting_limit = 100;        // mime_nesting_limit
   size_t boundary_limit = 2048;   // mime_boundary_length_limit
+  bool downgrade = false;         // 8-bit to 7-bit conversion (see above)
 };
+
+// Quoted-printable as Postfix's mime_state_downgrade() writes it.  *LINE
+// holds the encoded output line in progress; TEXT is the next piece of
+// input.  Bytes below 32 except TAB, '=' and bytes above 126 become "=XX";
+// before each byte, a line already longer than 72 is passed to EMIT with a
+// soft line break "=" appended.  When HARD_END (the input line ends here),
+// a trailing blank is encoded and the line is passed to EMIT; otherwise
+// the line stays in *LINE for the next piece.
+void qp_encode_line(std::string* line, std::string_view text, bool hard_end,
+                    const std::function<void(std::string_view)>& emit);
 
 // The length of the header name when LINE starts with "name:" (blanks
 // allowed before the colon), else 0 (Postfix's is_header): printable ASCII
@@ -120,6 +140,8 @@ class MimeState {
   void body_out(char type, std::string_view text);
   void append_limited(std::string_view text);
   int body(char type, std::string_view text);
+  void downgrade_header_end();
+  void body_or_downgrade(char type, std::string_view text);
 
   MimeOptions opt_;
   Callbacks cb_;
@@ -135,6 +157,7 @@ class MimeState {
   int errors_ = 0;
   long long body_offset_ = 0;
   bool ended_ = false;
+  std::string qp_line_;  // downgrade: the quoted-printable line in progress
 };
 
 }  // namespace mta::mime

@@ -13,6 +13,8 @@ Each PORT listens on 127.0.0.1 and plays MODE with every client:
   garbage      sends non-SMTP text (an SSH banner, binary noise), then hangs up
   garbagereply PIPELINING; the reply to MAIL FROM comes after a garbage line
   dropdata     hangs up after reading part of the message body
+  no8bit       like plain, but without 8BITMIME (and with SIZE); each
+               message in PORT.mbox starts with the MAIL FROM command
 The file READY_FILE is written once every port listens.  Received messages
 are appended to PORT.mbox next to READY_FILE.  Runs until killed.
 With --events FILE, one line per event is appended to FILE: "connect
@@ -85,13 +87,14 @@ class Session:
         else:
             self.send("220 fake.test ESMTP\r\n")
         tls_on = False
+        mail_cmd = b""
         while True:
             line = self.readline()
             if line is None:
                 return
             verb = line.split(b" ", 1)[0].upper()
             if verb == b"EHLO":
-                ext = ["PIPELINING", "8BITMIME"]
+                ext = ["PIPELINING", "SIZE 10240000"] if mode == "no8bit" else ["PIPELINING", "8BITMIME"]
                 if mode == "tls" and not tls_on:
                     ext.append("STARTTLS")
                 self.send("250-fake.test\r\n" + "".join("250-%s\r\n" % e for e in ext[:-1]) + "250 %s\r\n" % ext[-1])
@@ -106,6 +109,7 @@ class Session:
                 tls_on = True
             elif verb == b"MAIL":
                 event("mail", self.port)
+                mail_cmd = line
                 if mode == "garbagereply":
                     self.send("this is not an SMTP reply\r\n")
                 self.send("250 2.1.0 Ok\r\n")
@@ -128,6 +132,8 @@ class Session:
                         break
                     body.append(l)
                 with open(os.path.join(self.outdir, "%d.mbox" % self.port), "ab") as f:
+                    if mode == "no8bit":
+                        body.insert(0, mail_cmd)
                     f.write(b"\n".join(body) + b"\n==\n")
                 self.send("250 2.0.0 Ok: queued as fake1\r\n")
             elif verb == b"RSET":
