@@ -1,8 +1,23 @@
 // smtpd_auth.cpp: SMTP AUTH (RFC 4954) over lib/sasl, with Postfix 3.7's
 // replies and log lines (see smtpd_session.hpp).
+//
+// Each SASL step (the server's start and next: a round trip to saslauthd
+// or Dovecot's auth server, which may sit on PAM or LDAP) runs in the SASL
+// worker pool (dns_pool.hpp) while the session waits with its input
+// paused, so a slow auth server stalls only the sessions that asked it;
+// Postfix gets the same from one session per process.  The job holds the
+// session's ServerSession (shared), so either may go first; one session
+// runs one step at a time, which is all the back ends need (lib/sasl).
+// The wait is bounded by smtpd_timeout, as the DNS waits are: a step that
+// outlives it is a temporary failure, and the session drops that
+// ServerSession (the worker still has it) so the next AUTH opens another.
+#include <algorithm>
 #include <cctype>
+#include <memory>
+#include <string>
 
 #include "log/log.hpp"
+#include "smtpd/dns_pool.hpp"
 #include "smtpd/smtpd_server.hpp"
 #include "smtpd/smtpd_session.hpp"
 
@@ -70,9 +85,10 @@ Session::Outcome Session::cmd_auth(std::string_view args) {
     return Outcome::failed;
   }
   sasl_mechanism_ = mechanism;
-  std::string out;
-  Result result = sasl->start(mechanism, initial, out);
-  return auth_result(result, out);
+  auth_step([mechanism, initial](sasl::ServerSession& server, std::string& out) {
+    return server.start(mechanism, initial, out);
+  });
+  return Outcome::pending;
 }
 
 // One client line during an AUTH exchange.
@@ -90,13 +106,50 @@ void Session::auth_response(const std::string& line) {
     finish_command(index, Outcome::failed);
     return;
   }
-  std::string out;
-  Result result = sasl_->next(line, out);
-  Outcome outcome = auth_result(result, out);
-  if (outcome != Outcome::pending) finish_command(index, outcome);
+  if (!sasl_) {  // cannot happen: the 334 came from it
+    phase_ = Phase::command;
+    reply("454 4.7.0 Temporary authentication failure: SASL server unavailable");
+    finish_command(index, Outcome::failed);
+    return;
+  }
+  auth_step([line](sasl::ServerSession& server, std::string& out) { return server.next(line, out); });
 }
 
-Session::Outcome Session::auth_result(Result result, const std::string& out) {
+void Session::auth_step(AuthStep step) {
+  struct Answer {
+    Result result = Result::error;
+    std::string out;
+  };
+  auto answer = std::make_shared<Answer>();  // written by the worker only
+  auto timed_out = std::make_shared<bool>(false);
+  std::shared_ptr<sasl::ServerSession> server = sasl_;
+  std::shared_ptr<Session*> alive = alive_;
+  unsigned long generation = wait_generation_ + 1;
+  begin_wait(
+      1, [timed_out] { *timed_out = true; },
+      [this, answer, timed_out, server] {
+        Outcome outcome;
+        if (*timed_out) {
+          // The worker still uses SERVER: never again from here.
+          if (sasl_ == server) sasl_.reset();
+          long long limit = std::max<long long>(1, server_.settings().timeout);
+          outcome = auth_result(*server, Result::error,
+                                "timeout after " + std::to_string(limit) + "s waiting for the authentication server");
+        } else {
+          outcome = auth_result(*server, answer->result, answer->out);
+        }
+        if (outcome != Outcome::pending) finish_command(command_index("AUTH"), outcome);
+      });
+  // The completion keeps SERVER too, so that when the session has gone
+  // its last reference is dropped in the loop's thread.
+  server_.sasl_pool().submit(
+      [step = std::move(step), server, answer](DnsLookup&) { answer->result = step(*server, answer->out); },
+      [alive, generation, server] {
+        if (Session* s = *alive) s->job_done(generation);
+      });
+}
+
+Session::Outcome Session::auth_result(sasl::ServerSession& server, Result result, const std::string& out) {
   switch (result) {
     case Result::more:
       phase_ = Phase::auth;
@@ -104,15 +157,15 @@ Session::Outcome Session::auth_result(Result result, const std::string& out) {
       return Outcome::pending;
     case Result::done:
       phase_ = Phase::command;
-      facts_.sasl_method = sasl_->method().empty() ? sasl_mechanism_ : sasl_->method();
-      facts_.sasl_username = sasl_->username();
+      facts_.sasl_method = server.method().empty() ? sasl_mechanism_ : server.method();
+      facts_.sasl_username = server.username();
       facts_.protocol = tls_active_ ? "ESMTPSA" : "ESMTPA";
       reply("235 2.7.0 Authentication successful");
       return Outcome::ok;
     case Result::failed:
     case Result::malformed: {
       phase_ = Phase::command;
-      std::string user = sasl_->username();
+      std::string user = server.username();
       if (user.empty())
         log::warning("%s: SASL %s authentication failed: %s", namaddr_.c_str(), sasl_mechanism_.c_str(), out.c_str());
       else

@@ -12,7 +12,8 @@ Smtpd::Smtpd(server::ServerContext& ctx, SmtpdSettings settings, std::unique_ptr
              std::unique_ptr<tls::ServerContext> tls)
     : ctx_(ctx), settings_(std::move(settings)),
       checker_(ctx.stand_alone ? nullptr : std::make_unique<Checker>(ctx.config)),
-      dns_pool_(std::make_unique<DnsPool>(ctx.base)), sasl_(std::move(sasl)), tls_(std::move(tls)) {
+      dns_pool_(std::make_unique<DnsPool>(ctx.base)), sasl_(std::move(sasl)),
+      sasl_pool_(std::make_unique<DnsPool>(ctx.base)), tls_(std::move(tls)) {
   tls_policy_ = tls_ ? tls_->policy() : tls::ServerPolicy::from_config(ctx.config, "smtpd");
   starttls_timeout_ = std::max<long long>(1, ctx.config.get_time("smtpd_starttls_timeout"));
   // Postfix talks to anvil when any per-client limit is set (the

@@ -70,6 +70,9 @@ class Smtpd {
 
   // The worker threads for blocking lookups (dns_pool.hpp).
   DnsPool& dns_pool() { return *dns_pool_; }
+  // The worker threads for SASL steps (smtpd_auth.cpp), apart from the DNS
+  // ones so that slow auth servers never hold up the sessions' lookups.
+  DnsPool& sasl_pool() { return *sasl_pool_; }
 
   void add(Session* s) { sessions_.insert(s); }
   void remove(Session* s);
@@ -90,6 +93,7 @@ class Smtpd {
   std::unique_ptr<DnsPool> dns_pool_;
   std::set<Session*> sessions_;
   std::unique_ptr<sasl::ServerFactory> sasl_;
+  std::unique_ptr<DnsPool> sasl_pool_;  // after sasl_: its workers stop first
   std::unique_ptr<tls::ServerContext> tls_;
   tls::ServerPolicy tls_policy_;
   long long starttls_timeout_ = 300;

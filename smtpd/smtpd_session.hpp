@@ -9,9 +9,10 @@
 // The session stops reading while cleanup is behind (backpressure), while
 // it waits for cleanup's verdict on a message (the 250 comes only after
 // the queue file is on disk), during the error sleep, during a TLS
-// handshake, and while the worker pool (dns_pool.hpp) looks up the
-// client's name at connect or the DNS questions of a command's
-// restrictions (the command then runs with the answers at hand).
+// handshake, while the worker pool (dns_pool.hpp) looks up the client's
+// name at connect or the DNS questions of a command's restrictions (the
+// command then runs with the answers at hand), and while a SASL step
+// (saslauthd, Dovecot) runs in the SASL worker pool.
 //
 // Files: smtpd_session.cpp (I/O, dispatch, limits, logging),
 // smtpd_commands.cpp (HELO ... QUIT), smtpd_data.cpp (DATA, BDAT, the
@@ -144,7 +145,11 @@ class Session {
   void finish_command(size_t index, Outcome outcome);
   size_t command_index(std::string_view verb) const;
   void auth_response(const std::string& line);
-  Outcome auth_result(sasl::ServerSession::Result result, const std::string& out);
+  // Runs STEP (the SASL server's start or next) in the worker pool while
+  // input is paused, then replies and counts the AUTH command's outcome.
+  using AuthStep = std::function<sasl::ServerSession::Result(sasl::ServerSession&, std::string& out)>;
+  void auth_step(AuthStep step);
+  Outcome auth_result(sasl::ServerSession& sasl, sasl::ServerSession::Result result, const std::string& out);
   sasl::ServerSession* sasl_session();
   void starttls_handshake_done(bool ok);
   bool start_tls();
@@ -228,7 +233,9 @@ class Session {
   std::string helo_verb_;  // "HELO" or "EHLO", for logs
   std::string sasl_mechanism_;
   std::unique_ptr<ipc::AnvilClient> anvil_;
-  std::unique_ptr<sasl::ServerSession> sasl_;
+  // Shared with the worker pool while a step runs (the session may go
+  // first); null after a step that outlived smtpd_timeout.
+  std::shared_ptr<sasl::ServerSession> sasl_;
   bool sasl_failed_open_ = false;
   bool limit_exceeded(const char* what, long long limit, int rate);
 

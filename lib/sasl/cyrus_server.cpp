@@ -11,12 +11,23 @@
 // with the session's security properties (smtpd_sasl_security_options, or
 // smtpd_sasl_tls_security_options under TLS), max_ssf 0 (no SASL security
 // layer on SMTP) and SASL_SSF_EXTERNAL set to the TLS cipher strength.
+//
+// Threads: smtpd runs start()/next() in its worker threads, one step of a
+// session at a time, so each sasl_conn_t is used by one thread at a time
+// (libsasl2's documented model).  The library's own global state (plug-in
+// lists, some mechanisms' caches) is guarded by the mutex callbacks set
+// below before sasl_server_init; its stock ones do nothing.  The log
+// callback (cyrus_common.cpp) writes through lib/log, which is safe from
+// any thread once configured: one write(2) per line, syslog(3) is
+// thread-safe, and its settings do not change after start-up.
 #include <sasl/sasl.h>
 #include <sasl/saslutil.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <new>
 
 #include "log/log.hpp"
 #include "sasl/cyrus_common.hpp"
@@ -32,6 +43,18 @@ std::string g_conf_path;
 bool g_initialized = false;
 
 sasl_callback_t g_callbacks[3];
+
+// libsasl2's mutex callbacks: std::mutex, 0 (SASL_OK) on success.
+void* mutex_alloc() { return new (std::nothrow) std::mutex; }
+int mutex_lock(void* m) {
+  static_cast<std::mutex*>(m)->lock();
+  return SASL_OK;
+}
+int mutex_unlock(void* m) {
+  static_cast<std::mutex*>(m)->unlock();
+  return SASL_OK;
+}
+void mutex_free(void* m) { delete static_cast<std::mutex*>(m); }
 
 struct ConnDeleter {
   void operator()(sasl_conn_t* c) const {
@@ -227,6 +250,7 @@ std::unique_ptr<ServerFactory> create_cyrus_factory(const ServerOptions& options
                                                    : options.config_directory + "/sasl:/usr/lib/sasl";
   log::debug("SASL config file is %s.conf (path %s)", g_app_name.c_str(), g_conf_path.c_str());
   make_cyrus_callbacks(g_callbacks, &g_conf_path);
+  sasl_set_mutex(&mutex_alloc, &mutex_lock, &mutex_unlock, &mutex_free);
   int status = sasl_server_init(g_callbacks, g_app_name.c_str());
   if (status != SASL_OK) {
     error = "SASL per-process initialization failed: " + cyrus_error_text(status);

@@ -1,10 +1,15 @@
-// dovecot_server.cpp: smtpd_sasl_type = dovecot.  One connection to
-// Dovecot's auth socket per factory (per smtpd process), opened on first
-// use, shared by its sessions (each request has its own id; calls are
-// synchronous, so one request is in flight at a time), and reopened once
-// when it was lost between requests.  Every connect, read and write is
-// bounded by ServerOptions::timeout_seconds.  Reasons for the log follow
-// Postfix's xsasl_dovecot_server wording where it has one.
+// dovecot_server.cpp: smtpd_sasl_type = dovecot.  Connections to
+// Dovecot's auth socket belong to the factory (one per smtpd process):
+// one for the mechanism list that EHLO asks for, and a pool for AUTH
+// requests.  smtpd runs each start()/next() in a worker thread (many
+// sessions, one process), so an exchange takes a connection of its own
+// from the pool for its whole length (a multi-step mechanism's CONT must go
+// where its AUTH went) and gives it back when it ends: two sessions never
+// share a connection at the same time, and a slow answer for one does not
+// hold up another.  Connections are opened on first use and reopened once
+// when lost between requests.  Every connect, read and write is bounded by
+// ServerOptions::timeout_seconds.  Reasons for the log follow Postfix's
+// xsasl_dovecot_server wording where it has one.
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -16,7 +21,9 @@
 #include <chrono>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <strings.h>
+#include <vector>
 
 #include "log/log.hpp"
 #include "sasl/dovecot_protocol.hpp"
@@ -244,17 +251,60 @@ class Connection {
   unsigned last_id_ = 0;
 };
 
+// The factory's connections (see the top of the file).  primary() is only
+// used from the thread that owns the factory (smtpd's event loop); take()
+// and give_back() from any thread.
+class ConnectionPool {
+ public:
+  static constexpr size_t kMaxIdle = 8;
+
+  ConnectionPool(std::string path, std::string queue_directory, int timeout)
+      : path_(std::move(path)), queue_directory_(std::move(queue_directory)), timeout_(timeout),
+        primary_(path_, queue_directory_, timeout_) {}
+
+  Connection& primary() { return primary_; }
+
+  std::unique_ptr<Connection> take() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!idle_.empty()) {
+        std::unique_ptr<Connection> conn = std::move(idle_.back());
+        idle_.pop_back();
+        return conn;
+      }
+    }
+    return std::make_unique<Connection>(path_, queue_directory_, timeout_);
+  }
+
+  // A connection that was lost is dropped; so is one more than kMaxIdle.
+  void give_back(std::unique_ptr<Connection> conn) {
+    if (!conn || !conn->connected()) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (idle_.size() < kMaxIdle) idle_.push_back(std::move(conn));
+  }
+
+ private:
+  std::string path_, queue_directory_;
+  int timeout_;
+  Connection primary_;
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<Connection>> idle_;
+};
+
 class DovecotSession : public ServerSession {
  public:
-  DovecotSession(std::shared_ptr<Connection> conn, const SecurityOptions& security,
+  DovecotSession(std::shared_ptr<ConnectionPool> pool, const SecurityOptions& security,
                  const SessionParams& params, std::string service)
-      : conn_(std::move(conn)), security_(security), params_(params), service_(std::move(service)) {}
+      : pool_(std::move(pool)), security_(security), params_(params), service_(std::move(service)) {}
+  ~DovecotSession() override { release(); }
 
+  // The mechanism list comes from the primary connection.
   std::string mechanisms() override {
     last_error_.clear();
-    if (!conn_->ensure(last_error_)) return "";
+    Connection& primary = pool_->primary();
+    if (!primary.ensure(last_error_)) return "";
     std::string list;
-    for (const Mechanism& m : conn_->mechanisms()) {
+    for (const Mechanism& m : primary.mechanisms()) {
       if (dovecot::mechanism_allowed(m, security_)) {
         log::debug("keep mechanism: %s", m.name.c_str());
         if (!list.empty()) list += ' ';
@@ -273,9 +323,14 @@ class DovecotSession : public ServerSession {
     method_.clear();
     last_challenge_.clear();
     out.clear();
+    // A new exchange abandons the one in progress (its late answer, if
+    // any, carries another id and is skipped).
+    release();
+    conn_ = pool_->take();
     std::string why;
     if (!conn_->ensure(why)) {
       out = why;
+      release();
       return Result::error;
     }
     bool known = false;
@@ -288,6 +343,7 @@ class DovecotSession : public ServerSession {
     }
     if (!known) {
       out = "Invalid authentication mechanism";
+      release();
       return Result::failed;
     }
     dovecot::AuthRequest request;
@@ -303,6 +359,7 @@ class DovecotSession : public ServerSession {
     } else if (!initial.empty()) {
       if (!dovecot::is_valid_base64(initial)) {
         out = "Invalid base64 data in initial response";
+        release();
         return Result::malformed;
       }
       request.initial_response = std::string(initial);
@@ -313,31 +370,32 @@ class DovecotSession : public ServerSession {
       if (conn_->send(dovecot::format_auth(request), why)) break;
       if (attempt == 1 || !conn_->ensure(why)) {
         out = "Connection lost to authentication server";
+        release();
         return Result::error;
       }
     }
     id_ = request.id;
-    return await_reply(out);
+    return finish(await_reply(out));
   }
 
   Result next(std::string_view response, std::string& out) override {
     out.clear();
-    if (id_ == 0) {
+    if (id_ == 0 || !conn_) {
       out = "no authentication in progress";
       return Result::error;
     }
     if (!dovecot::is_valid_base64(response)) {
       id_ = 0;
       out = "Invalid base64 data in continued response";
-      return Result::malformed;
+      return finish(Result::malformed);
     }
     std::string why;
     if (!conn_->connected() || !conn_->send(dovecot::format_cont(id_, response), why)) {
       id_ = 0;
       out = "Connection lost to authentication server";
-      return Result::error;
+      return finish(Result::error);
     }
-    return await_reply(out);
+    return finish(await_reply(out));
   }
 
   std::string username() override { return user_; }
@@ -345,6 +403,13 @@ class DovecotSession : public ServerSession {
   std::string last_error() override { return last_error_; }
 
  private:
+  // The exchange's connection goes back to the pool when it ends.
+  Result finish(Result result) {
+    if (result != Result::more) release();
+    return result;
+  }
+  void release() { pool_->give_back(std::move(conn_)); }
+
   Result await_reply(std::string& out) {
     std::string line, why;
     while (true) {
@@ -388,7 +453,8 @@ class DovecotSession : public ServerSession {
     }
   }
 
-  std::shared_ptr<Connection> conn_;
+  std::shared_ptr<ConnectionPool> pool_;
+  std::unique_ptr<Connection> conn_;  // the exchange's, while one is in progress
   SecurityOptions security_;
   SessionParams params_;
   std::string service_;
@@ -402,19 +468,19 @@ class DovecotFactory : public ServerFactory {
       : options_(options),
         plain_(plain),
         tls_(tls),
-        conn_(std::make_shared<Connection>(options.path, options.queue_directory, options.timeout_seconds)) {}
+        pool_(std::make_shared<ConnectionPool>(options.path, options.queue_directory, options.timeout_seconds)) {}
 
   std::unique_ptr<ServerSession> open(const SessionParams& params, std::string&) override {
     log::debug("SASL service=%s, realm=%s", options_.service.c_str(),
                options_.user_realm.empty() ? "(null)" : options_.user_realm.c_str());
-    return std::make_unique<DovecotSession>(conn_, params.tls_active ? tls_ : plain_, params,
+    return std::make_unique<DovecotSession>(pool_, params.tls_active ? tls_ : plain_, params,
                                             options_.service);
   }
 
  private:
   ServerOptions options_;
   SecurityOptions plain_, tls_;
-  std::shared_ptr<Connection> conn_;
+  std::shared_ptr<ConnectionPool> pool_;
 };
 
 }  // namespace

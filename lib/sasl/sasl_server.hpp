@@ -29,6 +29,13 @@
 //   r == error:        454 4.7.0 Temporary authentication failure: <out>
 // A session may run several AUTH exchanges (after a failure); a new start()
 // abandons any exchange in progress.
+//
+// Threads: smtpd calls start() and next() from its worker threads, one call
+// of a session at a time, and everything else from its event loop (never
+// while a call of that session runs).  Different sessions' calls may run at
+// once: cyrus gives each its own sasl_conn_t (and libsasl2 std::mutex
+// callbacks), dovecot gives each exchange its own connection from the
+// factory's pool.  A session may be destroyed in any thread.
 #pragma once
 
 #include <memory>

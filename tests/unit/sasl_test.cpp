@@ -14,6 +14,7 @@
 #include <cstring>
 #include <deque>
 #include <thread>
+#include <vector>
 
 #include "sasl/dovecot_protocol.hpp"
 #include "sasl/sasl_server.hpp"
@@ -229,34 +230,54 @@ class FakeDovecot {
     if (::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) return;
   }
 
+  // Every connection at once (the factory keeps one for the mechanism
+  // list and takes others for requests); replies go out in the order the
+  // requests come in.
   void run() {
+    struct Client {
+      int fd;
+      std::string buffer;
+    };
+    std::vector<Client> clients;
     while (!replies_.empty()) {
-      pollfd p{listener_, POLLIN, 0};
-      if (::poll(&p, 1, 5000) <= 0) return;
-      int fd = ::accept(listener_, nullptr, nullptr);
-      if (fd < 0) return;
-      std::string buffer, line;
-      bool open = true;
-      while (open && read_line(fd, buffer, line)) {
-        if (line.starts_with("CPID")) {
-          write_all(fd, "VERSION\t1\t2\nMECH\tPLAIN\tplaintext\nMECH\tLOGIN\tplaintext\n"
-                        "SPID\t1\nCUID\t1\nCOOKIE\tabc\nDONE\n");
-          continue;
-        }
-        if (!line.starts_with("AUTH\t") && !line.starts_with("CONT\t")) continue;
-        std::string id = line.substr(5, line.find('\t', 5) - 5);
-        std::string reply = replies_.front();
-        replies_.pop_front();
-        if (reply == "CLOSE") {
-          open = false;
-          break;
-        }
-        for (size_t at; (at = reply.find('%')) != std::string::npos;) reply.replace(at, 1, id);
-        write_all(fd, reply + "\n");
-        if (replies_.empty()) break;
+      std::vector<pollfd> fds{{listener_, POLLIN, 0}};
+      for (const Client& c : clients) fds.push_back({c.fd, POLLIN, 0});
+      if (::poll(fds.data(), fds.size(), 5000) <= 0) break;
+      if (fds[0].revents & POLLIN) {
+        int fd = ::accept(listener_, nullptr, nullptr);
+        if (fd >= 0) clients.push_back({fd, {}});
       }
-      ::close(fd);
+      for (size_t i = 1; i < fds.size() && !replies_.empty(); ++i) {
+        if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        Client& c = clients[i - 1];
+        std::string line;
+        bool open = read_line(c.fd, c.buffer, line);
+        while (open && !replies_.empty()) {
+          if (line.starts_with("CPID")) {
+            write_all(c.fd, "VERSION\t1\t2\nMECH\tPLAIN\tplaintext\nMECH\tLOGIN\tplaintext\n"
+                            "SPID\t1\nCUID\t1\nCOOKIE\tabc\nDONE\n");
+          } else if (line.starts_with("AUTH\t") || line.starts_with("CONT\t")) {
+            std::string id = line.substr(5, line.find('\t', 5) - 5);
+            std::string reply = replies_.front();
+            replies_.pop_front();
+            if (reply == "CLOSE") {
+              open = false;
+              break;
+            }
+            for (size_t at; (at = reply.find('%')) != std::string::npos;) reply.replace(at, 1, id);
+            write_all(c.fd, reply + "\n");
+          }
+          if (c.buffer.find('\n') == std::string::npos) break;
+          open = read_line(c.fd, c.buffer, line);
+        }
+        if (!open) {
+          ::close(c.fd);
+          c.fd = -1;
+        }
+      }
+      std::erase_if(clients, [](const Client& c) { return c.fd < 0; });
     }
+    for (const Client& c : clients) ::close(c.fd);
   }
 
   std::string path_;
