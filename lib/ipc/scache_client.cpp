@@ -19,6 +19,22 @@ Status stream_status(const Stream& stream, const char* what) {
           std::string(what) + " on " + stream.name() + ": " + stream.error_text()};
 }
 
+// find_dest and find_endp: the reply, then, when something is cached, the
+// descriptor between the dummy hand-shakes; FD stays -1 otherwise.
+template <typename Request, typename Reply>
+Status find_with_fd(Channel& ch, const Request& req, Reply& rep, int& fd) {
+  if (Status st = ch.request(req, rep); !st) return st;
+  if (rep.status != scache::kStatusOk) return Status{};
+  if (Status st = ch.write(scache::Dummy{}); !st) return st;
+  if (Status st = ch.flush(); !st) return st;
+  fd = ch.stream().recv_fd();
+  if (fd < 0) return stream_status(ch.stream(), "cannot receive file descriptor");
+  // MUST_READ_AFTER_SENDING_FD: the server waits for this before closing its copy.
+  (void)ch.write(scache::Dummy{});
+  (void)ch.flush();
+  return Status{};
+}
+
 }  // namespace
 
 ScacheClient::ScacheClient(std::string queue_directory, std::string service, Millis timeout) {
@@ -74,18 +90,12 @@ int ScacheClient::find_dest(const std::string& dest_label, std::string& dest_pro
   req.label = dest_label;
   exchange([&](Channel& ch) {
     scache::FindDestReply rep;
-    if (Status st = ch.request(req, rep); !st) return st;
-    if (rep.status != scache::kStatusOk) return Status{};
-    if (Status st = ch.write(scache::Dummy{}); !st) return st;
-    if (Status st = ch.flush(); !st) return st;
-    fd = ch.stream().recv_fd();
-    if (fd < 0) return stream_status(ch.stream(), "cannot receive file descriptor");
-    // MUST_READ_AFTER_SENDING_FD: the server waits for this before closing its copy.
-    (void)ch.write(scache::Dummy{});
-    (void)ch.flush();
-    dest_prop = std::move(rep.dest_prop);
-    endp_prop = std::move(rep.endp_prop);
-    return Status{};
+    Status st = find_with_fd(ch, req, rep, fd);
+    if (fd >= 0) {
+      dest_prop = std::move(rep.dest_prop);
+      endp_prop = std::move(rep.endp_prop);
+    }
+    return st;
   });
   return fd;
 }
@@ -96,16 +106,9 @@ int ScacheClient::find_endp(const std::string& endp_label, std::string& endp_pro
   req.label = endp_label;
   exchange([&](Channel& ch) {
     scache::FindEndpReply rep;
-    if (Status st = ch.request(req, rep); !st) return st;
-    if (rep.status != scache::kStatusOk) return Status{};
-    if (Status st = ch.write(scache::Dummy{}); !st) return st;
-    if (Status st = ch.flush(); !st) return st;
-    fd = ch.stream().recv_fd();
-    if (fd < 0) return stream_status(ch.stream(), "cannot receive file descriptor");
-    (void)ch.write(scache::Dummy{});
-    (void)ch.flush();
-    endp_prop = std::move(rep.endp_prop);
-    return Status{};
+    Status st = find_with_fd(ch, req, rep, fd);
+    if (fd >= 0) endp_prop = std::move(rep.endp_prop);
+    return st;
   });
   return fd;
 }
