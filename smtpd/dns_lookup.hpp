@@ -75,10 +75,15 @@ class DnsAnswers {
     return it == answers_.end() ? nullptr : &it->second;
   }
   void add(const DnsQuestion& q, DnsAnswer a) { answers_[q] = std::move(a); }
-  // Forgets everything past a bound (a session with many recipients);
-  // called before a new round of questions, never during one.
+  // Called before a new round of questions, never during one: temporary
+  // failures are asked again (as Postfix asks at each check), and the
+  // whole set is dropped past a bound (a session with many recipients).
   void trim() {
-    if (answers_.size() >= kMaxAnswers) answers_.clear();
+    if (answers_.size() >= kMaxAnswers) {
+      answers_.clear();
+      return;
+    }
+    std::erase_if(answers_, [](const auto& qa) { return qa.second.status == DnsStatus::retry; });
   }
   size_t size() const { return answers_.size(); }
   void clear() { answers_.clear(); }

@@ -39,10 +39,11 @@ size_t DnsPool::threads() const {
   return threads_.size();
 }
 
-void DnsPool::submit(std::function<void(DnsLookup&)> work, std::function<void()> done) {
+void DnsPool::submit(std::function<void(DnsLookup&)> work, std::function<void()> done,
+                     std::shared_ptr<const std::atomic<bool>> cancelled) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    queue_.push_back({std::move(work), std::move(done)});
+    queue_.push_back({std::move(work), std::move(done), std::move(cancelled)});
     // One more worker when every one is busy: a slow name server then
     // holds up only the jobs that ask it.
     if (idle_ < queue_.size() && threads_.size() < kMaxThreads) threads_.emplace_back(&DnsPool::worker, this);
@@ -61,7 +62,8 @@ void DnsPool::worker() {
     Job job = std::move(queue_.front());
     queue_.pop_front();
     lock.unlock();
-    job.work(*dns);
+    if (!job.cancelled || !job.cancelled->load()) job.work(*dns);
+    job.work = nullptr;  // what it holds goes here, in the worker
     lock.lock();
     finished_.push_back(std::move(job.done));
     std::uint64_t one = 1;

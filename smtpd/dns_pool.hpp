@@ -16,6 +16,7 @@
 // worker has its own resolver state (make_system_dns()).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -42,13 +43,20 @@ class DnsPool {
   DnsPool(const DnsPool&) = delete;
   DnsPool& operator=(const DnsPool&) = delete;
 
-  void submit(std::function<void(DnsLookup&)> work, std::function<void()> done);
+  // CANCELLED (may be null), once true, means that nobody waits for the
+  // answer any more (the wait timed out, the session is gone): a job that
+  // has not started by then skips WORK (no query, no authentication
+  // attempt for a client that has had its reply), and DONE still runs in
+  // the loop's thread.
+  void submit(std::function<void(DnsLookup&)> work, std::function<void()> done,
+              std::shared_ptr<const std::atomic<bool>> cancelled = nullptr);
   size_t threads() const;
 
  private:
   struct Job {
     std::function<void(DnsLookup&)> work;
     std::function<void()> done;
+    std::shared_ptr<const std::atomic<bool>> cancelled;
   };
   void worker();
   static void on_wakeup(int fd, short what, void* self);

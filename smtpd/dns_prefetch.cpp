@@ -78,7 +78,9 @@ void Policy::dns_questions(const SessionFacts& f, Stage stage, const std::vector
       if (i + 1 >= list.size()) return;
       const std::string& spec = list[++i];
       std::string what, rbl_class;
-      std::string query = rbl_target(w, f, stage, what, rbl_class);
+      std::string kind = w;  // restriction names are case-insensitive; rbl_target() wants lower case
+      for (char& c : kind) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      std::string query = rbl_target(kind, f, stage, what, rbl_class);
       if (!query.empty()) add(out, DnsQuestion::Kind::rbl, query + "." + spec.substr(0, spec.find('=')));
       continue;
     }

@@ -146,7 +146,8 @@ void Session::auth_step(AuthStep step) {
       [step = std::move(step), server, answer](DnsLookup&) { answer->result = step(*server, answer->out); },
       [alive, generation, server] {
         if (Session* s = *alive) s->job_done(generation);
-      });
+      },
+      wait_cancelled_);
 }
 
 Session::Outcome Session::auth_result(sasl::ServerSession& server, Result result, const std::string& out) {

@@ -126,6 +126,7 @@ Session::Session(Smtpd& server, int fd) : server_(server), alive_(std::make_shar
 
 Session::~Session() {
   *alive_ = nullptr;  // answers still with the worker pool find no session
+  if (wait_cancelled_) *wait_cancelled_ = true;
   cleanup_.reset();
   if (wait_timer_) event_free(wait_timer_);
   if (sleep_timer_) event_free(sleep_timer_);
@@ -251,7 +252,8 @@ void Session::start() {
   server_.dns_pool().submit([result, peer, len, addr](DnsLookup&) { *result = lookup_client_name(peer, len, addr); },
                             [alive, generation] {
                               if (Session* s = *alive) s->job_done(generation);
-                            });
+                            },
+                            wait_cancelled_);
 }
 
 // The client's name is known (or its lookup failed).
@@ -664,7 +666,8 @@ bool Session::prefetch_dns(Stage stage, const SessionFacts& facts, std::function
                                 if (!s || s->wait_generation_ != generation || !s->waiting_) return;
                                 s->dns_answers_.add(q, std::move(*answer));
                                 s->job_done(generation);
-                              });
+                              },
+                              wait_cancelled_);
   }
   return true;
 }
@@ -672,6 +675,7 @@ bool Session::prefetch_dns(Stage stage, const SessionFacts& facts, std::function
 void Session::begin_wait(size_t jobs, std::function<void()> on_timeout, std::function<void()> then) {
   ++wait_generation_;
   waiting_ = true;
+  wait_cancelled_ = std::make_shared<std::atomic<bool>>(false);
   wait_outstanding_ = jobs;
   wait_timeout_ = std::move(on_timeout);
   wait_then_ = std::move(then);
@@ -698,6 +702,7 @@ void Session::end_wait() {
   evtimer_del(wait_timer_);
   waiting_ = false;
   ++wait_generation_;  // later answers of this wait are dropped
+  if (wait_cancelled_) *wait_cancelled_ = true;  // and its jobs not yet started are not run
   std::function<void()> then = std::move(wait_then_);
   wait_then_ = nullptr;
   wait_timeout_ = nullptr;
@@ -705,7 +710,12 @@ void Session::end_wait() {
   if (closing_) return;  // "421 shutting down" while it waited
   std::shared_ptr<Session*> alive = alive_;
   then();
-  if (!*alive || waiting_ || input_paused_ || closing_ || phase_ == Phase::waiting || phase_ == Phase::tls) return;
+  // (During the error sleep, on_sleep_done() resumes: reading now would
+  // let a pipelined QUIT and the client's close end the session before the
+  // held replies go out.)
+  if (!*alive || waiting_ || input_paused_ || closing_ || holding_replies_ || phase_ == Phase::waiting ||
+      phase_ == Phase::tls)
+    return;
   resume_input();
 }
 

@@ -24,6 +24,7 @@
 
 #include <array>
 #include <functional>
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -212,6 +213,9 @@ class Session {
   unsigned long wait_generation_ = 0;
   size_t wait_outstanding_ = 0;
   bool waiting_ = false;
+  // Set when the current wait is over or the session goes: the pool
+  // skips the jobs of that wait that have not started.
+  std::shared_ptr<std::atomic<bool>> wait_cancelled_;
   std::function<void()> wait_timeout_;
   std::function<void()> wait_then_;
   struct event* wait_timer_ = nullptr;
