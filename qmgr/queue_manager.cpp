@@ -837,7 +837,7 @@ void QueueManager::message_done(Message& m) {
       std::string error;
       auto writer = queue::QueueFileReader::open(layout_.path(kActive, id), true, &error);
       if (!writer || !writer->kill_attribute(m.trace_flags_offset, &error))
-        log::fatal("%s: update record: %s", id.c_str(), error.c_str());
+        log::fatal("update queue file %s: %s", layout_.path(kActive, id).c_str(), error.c_str());
     }
   }
   if (deferred) {

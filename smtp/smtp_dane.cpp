@@ -62,7 +62,9 @@ Decision Policy::decide(Mode mode, const Target& t) {
   auto now = std::chrono::steady_clock::now();
   if (auto it = cache_.find(key); it != cache_.end() && it->second.expires > now) return it->second.decision;
   Decision d = compute(mode, t);
-  cache_[key] = Cached{d, now + kCacheTime};
+  // A failed lookup is asked again next time, as Postfix's TLSA cache does.
+  if (d.level != Level::invalid) cache_[key] = Cached{d, now + kCacheTime};
+  else cache_.erase(key);
   return d;
 }
 

@@ -244,6 +244,7 @@ class DeliveryRun {
   deliver::Dsn why_;
   bool has_why_ = false;
   bool final_server_ = false;
+  bool completed_session_ = false;  // some server finished a transaction for this request
   bool loop_detect_ = false;
   bool last_site_fallback_ = false;  // the last destination tried was a fallback relay
   std::string nexthop_domain_;
@@ -322,7 +323,7 @@ void DeliveryRun::bulk_fail(bool throttle) {
   // left mail deferred is the destination's fault, and qmgr is told, so
   // that its concurrency shrinks and, past the failed cohort limit, it is
   // marked dead for a while instead of tried again for every message.
-  if (throttle && aggregate != 0 && d_.hop_status.status.empty()) {
+  if (throttle && aggregate != 0 && !completed_session_ && d_.hop_status.status.empty()) {
     proto::Dsn& hop = d_.hop_status;
     hop.status = why_.status;
     hop.dtype = why_.dtype;
@@ -652,6 +653,9 @@ bool DeliveryRun::session_expired() const {
 std::string DeliveryRun::cache_key(const std::string& where, const std::string& port) const {
   std::string key = a_.service_name() + "\n";
   key += (s_.sasl_enable && s_.sender_dependent_auth) ? req_.sender : "*";
+  // With SASL the credentials depend on the next hop: a session opened
+  // for one destination (perhaps without a login) is not another's.
+  key += "\n" + (s_.sasl_enable ? req_.nexthop : std::string("*"));
   key += "\n" + where + "\n";
   if (!port.empty()) key += port + "\n";
   return key;
@@ -1698,6 +1702,10 @@ int DeliveryRun::xfer() {
     s.dead = true;
     return 0;
   }
+  // SMTP_MISC_FLAG_COMPLETE_SESSION: a server got through a whole
+  // transaction, so a later failure (the next MX for recipients it
+  // deferred) is not the destination's fault.
+  completed_session_ = true;
   if (cached) return 0;
   try {
     if (!pipelining) {

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <string>
 #include <string_view>
 
@@ -21,18 +22,22 @@
 namespace mta::ipc {
 
 // The last few answers of a query keyed by two strings (rule or sender,
-// and the address), replaced round robin.  Valid for the life of the
-// process: a configuration change restarts the processes that ask.
+// and the address), replaced round robin, each good for 30 seconds as
+// Postfix's rewrite_clnt and resolve_clnt keep theirs (a table changed by
+// postmap without a reload shows within that time).
 template <typename Answer, size_t N = 4>
 class RecentAnswers {
  public:
+  static constexpr std::chrono::seconds kLifetime{30};
   const Answer* find(std::string_view k1, std::string_view k2) const {
+    auto now = std::chrono::steady_clock::now();
     for (const Entry& e : entries_)
-      if (e.valid && e.k1 == k1 && e.k2 == k2) return &e.answer;
+      if (e.valid && e.k1 == k1 && e.k2 == k2 && now < e.expires) return &e.answer;
     return nullptr;
   }
   void remember(std::string_view k1, std::string_view k2, const Answer& answer) {
-    entries_[next_] = {true, std::string(k1), std::string(k2), answer};
+    entries_[next_] = {true, std::string(k1), std::string(k2), answer,
+                       std::chrono::steady_clock::now() + kLifetime};
     next_ = (next_ + 1) % N;
   }
 
@@ -41,6 +46,7 @@ class RecentAnswers {
     bool valid = false;
     std::string k1, k2;
     Answer answer{};
+    std::chrono::steady_clock::time_point expires{};
   };
   std::array<Entry, N> entries_{};
   size_t next_ = 0;

@@ -255,7 +255,7 @@ class Skeleton {
         for (int more = 0; more < kTriggerBatch && bytes.size() < 4096; ++more) {
           int next = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
           if (next < 0) break;
-          bytes += read_trigger(next);
+          bytes += read_trigger(next, false);  // what is there; never waits
           ::close(next);
         }
         if (!bytes.empty()) trigger_->trigger(bytes, ctx_);
@@ -321,14 +321,17 @@ class Skeleton {
 
   static constexpr int kTriggerBatch = 64;
 
-  static std::string read_trigger(int fd) {
-    // A trigger is a few bytes; never wait long for them.
+  // A trigger is a few bytes; never wait long for them.  WAIT false: only
+  // what has arrived already (a client that sends and then waits for the
+  // close, as Postfix's unix_trigger, costs nothing).
+  static std::string read_trigger(int fd, bool wait = true) {
     timeval tv{1, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (wait) ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     std::string out;
     char buf[256];
     ssize_t n;
-    while ((n = ::read(fd, buf, sizeof buf)) > 0 && out.size() < 4096) out.append(buf, static_cast<size_t>(n));
+    while ((n = ::recv(fd, buf, sizeof buf, wait ? 0 : MSG_DONTWAIT)) > 0 && out.size() < 4096)
+      out.append(buf, static_cast<size_t>(n));
     return out;
   }
 
