@@ -79,30 +79,17 @@ class AnvilDaemon {
 
   // Postfix names the stream after the service: "anvil socket".
   bool connected(int fd, const mta::server::ServerContext& ctx) {
-    Channel ch = mta::ipc::server_channel(fd, ctx.service_name + " socket", mta::ipc::Format::plain, ipc_timeout_);
-    if (!ch.announce(mta::ipc::proto::kProtoAnvil)) return false;
-    clients_.insert_or_assign(fd, std::move(ch));
-    return true;
+    return clients_.add(fd, ctx.service_name + " socket", mta::ipc::proto::kProtoAnvil, mta::ipc::Format::plain, ipc_timeout_);
   }
 
   bool readable(int fd) {
-    auto it = clients_.find(fd);
-    if (it == clients_.end()) return false;
-    Channel& ch = it->second;
-    do {
-      Status st = serve_one(fd, ch);
-      if (!st) {
-        if (st.code() != Errc::closed) mta::log::warning("%s", st.message().c_str());
-        return false;
-      }
-    } while (ch.stream().buffered() > 0);
-    return true;
+    return clients_.serve(fd, [&](Channel& ch) { return serve_one(fd, ch); });
   }
 
   // The local server went away: its connection no longer counts.
   void disconnected(int fd) {
     table_->local_gone(fd, std::time(nullptr));
-    clients_.erase(fd);
+    clients_.remove(fd);
     arm_idle();
   }
 
@@ -224,7 +211,7 @@ class AnvilDaemon {
   }
 
   std::unique_ptr<RemoteTable> table_;
-  std::map<int, Channel> clients_;
+  mta::ipc::ServerChannels clients_;
   int time_unit_ = 60;
   long long status_time_ = 600;
   long long idle_limit_ = 100;

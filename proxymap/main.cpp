@@ -51,27 +51,14 @@ class ProxymapDaemon {
   }
 
   bool connected(int fd, const mta::server::ServerContext& ctx) {
-    Channel ch = mta::ipc::server_channel(fd, ctx.service_name + " socket", mta::ipc::Format::zero, ipc_timeout_);
-    if (!ch.announce(proto::kProtoProxymap)) return false;
-    clients_.insert_or_assign(fd, std::move(ch));
-    return true;
+    return clients_.add(fd, ctx.service_name + " socket", proto::kProtoProxymap, mta::ipc::Format::zero, ipc_timeout_);
   }
 
   bool readable(int fd) {
-    auto it = clients_.find(fd);
-    if (it == clients_.end()) return false;
-    Channel& ch = it->second;
-    do {
-      Status st = serve_one(ch);
-      if (!st) {
-        if (st.code() != Errc::closed) mta::log::warning("%s", st.message().c_str());
-        return false;
-      }
-    } while (ch.stream().buffered() > 0);
-    return true;
+    return clients_.serve(fd, [&](Channel& ch) { return serve_one(ch); });
   }
 
-  void disconnected(int fd) { clients_.erase(fd); }
+  void disconnected(int fd) { clients_.remove(fd); }
 
  private:
   Status serve_one(Channel& ch) {
@@ -109,7 +96,7 @@ class ProxymapDaemon {
   }
 
   std::unique_ptr<mta::proxymap::ProxyTables> tables_;
-  std::map<int, Channel> clients_;
+  mta::ipc::ServerChannels clients_;
   mta::ipc::Millis ipc_timeout_ = mta::ipc::kDefaultIpcTimeout;
 };
 

@@ -87,31 +87,19 @@ class ScacheDaemon {
   }
 
   bool connected(int fd, const mta::server::ServerContext& ctx) {
-    Channel ch = mta::ipc::server_channel(fd, ctx.service_name + " socket", mta::ipc::Format::zero, ipc_timeout_);
-    if (!ch.announce(mta::ipc::proto::kProtoScache)) return false;
-    clients_.insert_or_assign(fd, std::move(ch));
-    return true;
+    return clients_.add(fd, ctx.service_name + " socket", mta::ipc::proto::kProtoScache, mta::ipc::Format::zero, ipc_timeout_);
   }
 
   // As Postfix's scache_service(): requests until nothing more is buffered
   // (a client's trailing dummy may arrive together with its next request).
   bool readable(int fd) {
-    auto it = clients_.find(fd);
-    if (it == clients_.end()) return false;
-    Channel& ch = it->second;
-    do {
-      Status st = serve_one(ch);
-      if (!st) {
-        if (st.code() != Errc::closed) mta::log::warning("%s", st.message().c_str());
-        return false;
-      }
-    } while (ch.stream().buffered() > 0);
+    if (!clients_.serve(fd, [&](Channel& ch) { return serve_one(ch); })) return false;
     arm_expire();
     return true;
   }
 
   void disconnected(int fd) {
-    clients_.erase(fd);
+    clients_.remove(fd);
     arm_idle();
   }
 
@@ -273,7 +261,7 @@ class ScacheDaemon {
   }
 
   ConnectionCache cache_;
-  std::map<int, Channel> clients_;
+  mta::ipc::ServerChannels clients_;
   int ttl_limit_ = 2;
   long long status_time_ = 600;
   long long idle_limit_ = 100;

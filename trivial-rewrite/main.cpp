@@ -56,29 +56,16 @@ class RewriteDaemon {
   }
 
   bool connected(int fd) {
-    Channel ch = mta::ipc::server_channel(fd, "rewrite socket", mta::ipc::Format::zero, ipc_timeout_);
-    if (!ch.announce(proto::kProtoTrivialRewrite)) return false;
-    clients_.insert_or_assign(fd, std::move(ch));
-    return true;
+    return clients_.add(fd, "rewrite socket", proto::kProtoTrivialRewrite, mta::ipc::Format::zero, ipc_timeout_);
   }
 
   // One request (or more, when the client sent them together); false
   // drops the client.
   bool readable(int fd) {
-    auto it = clients_.find(fd);
-    if (it == clients_.end()) return false;
-    Channel& ch = it->second;
-    do {
-      Status st = serve_one(ch);
-      if (!st) {
-        if (st.code() != Errc::closed && st.code() != Errc::mismatch) mta::log::warning("%s", st.message().c_str());
-        return false;
-      }
-    } while (ch.stream().buffered() > 0);
-    return true;
+    return clients_.serve(fd, [&](Channel& ch) { return serve_one(ch); }, Errc::mismatch);
   }
 
-  void disconnected(int fd) { clients_.erase(fd); }
+  void disconnected(int fd) { clients_.remove(fd); }
 
  private:
   Status serve_one(Channel& ch) {
@@ -134,7 +121,7 @@ class RewriteDaemon {
   }
 
   std::unique_ptr<mta::rewrite::Engine> engine_;
-  std::map<int, Channel> clients_;
+  mta::ipc::ServerChannels clients_;
   mta::ipc::Millis ipc_timeout_ = mta::ipc::kDefaultIpcTimeout;
   mta::server::ServerContext* ctx_ = nullptr;
   struct event* table_timer_ = nullptr;

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 
@@ -48,6 +49,22 @@ Status reply_status(Channel& ch, int status);
 // returns ok) or a request fails (returned; the caller drops the client, as
 // multi_server_disconnect).
 Status serve_requests(Channel& ch, const std::function<Status(Channel&)>& one_request);
+
+// An event server's clients (Postfix's multi_server, as anvil, proxymap,
+// trivial-rewrite and scache serve them): one Channel per accepted
+// descriptor.  add() announces the protocol (false: the client is gone);
+// serve() runs ONE_REQUEST until nothing more is buffered, since a client
+// may send several requests together, and returns false to drop the
+// client, after a warning unless it just hung up (Errc::closed, or QUIET).
+class ServerChannels {
+ public:
+  bool add(int fd, std::string name, std::string_view protocol, Format format, Millis timeout);
+  bool serve(int fd, const std::function<Status(Channel&)>& one_request, Errc quiet = Errc::closed);
+  void remove(int fd) { channels_.erase(fd); }
+
+ private:
+  std::map<int, Channel> channels_;
+};
 
 // After a final reply: wait, within the stream's timeout, for the client
 // to close, as delivery agents do (deliver_request_final) so that the
