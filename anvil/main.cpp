@@ -42,13 +42,7 @@ using mta::ipc::Status;
 
 namespace {
 
-// Frees a libevent timer on scope exit.
-struct TimerDeleter {
-  void operator()(struct event* ev) const {
-    if (ev) event_free(ev);
-  }
-};
-using Timer = std::unique_ptr<struct event, TimerDeleter>;
+using Timer = mta::server::EventPtr;
 
 class AnvilDaemon {
  public:

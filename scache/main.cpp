@@ -46,12 +46,7 @@ using mta::scache::UniqueFd;
 
 namespace {
 
-struct TimerDeleter {
-  void operator()(struct event* ev) const {
-    if (ev) event_free(ev);
-  }
-};
-using Timer = std::unique_ptr<struct event, TimerDeleter>;
+using Timer = mta::server::EventPtr;
 
 // Errors after which the client's stream is unusable: drop the client.
 bool broken(const Status& st) {

@@ -29,9 +29,17 @@
 
 #include "config/config.hpp"
 
-struct event_base;
+#include <event2/event.h>
 
 namespace mta::server {
+
+// A libevent event (timer, signal) freed with its owner.
+struct EventDeleter {
+  void operator()(struct event* ev) const {
+    if (ev) event_free(ev);
+  }
+};
+using EventPtr = std::unique_ptr<struct event, EventDeleter>;
 
 struct ServerContext {
   std::string program;       // e.g. "cleanup"
