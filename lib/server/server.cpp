@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -124,8 +125,12 @@ class Skeleton {
     }
     if (::chdir(queue_dir.c_str()) != 0) log::fatal("chdir(\"%s\"): %s", queue_dir.c_str(), std::strerror(errno));
 
+    // The descriptor libevent's epoll set will get: the lowest free one.
+    loop_epfd_ = ::fcntl(0, F_DUPFD_CLOEXEC, 0);
+    if (loop_epfd_ >= 0) ::close(loop_epfd_);
     base_ = event_base_new();
     if (!base_) log::fatal("event_base_new failed");
+    if (std::strcmp(event_base_get_method(base_), "epoll") != 0) loop_epfd_ = -1;
     ctx_.base = base_;
     ctx_.request_exit = [this] { event_base_loopbreak(base_); };
     ctx_.stand_alone = args_.stand_alone;
@@ -156,10 +161,10 @@ class Skeleton {
       int fd = kListenFd + i;
       ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
       struct event* ev = event_new(base_, fd, EV_READ | EV_PERSIST, &Skeleton::on_listen, this);
-      event_add(ev, nullptr);
       events_.push_back(ev);
     }
     listen_events_ = events_.size();
+    listen_on();
     if (under_master_ && fd_open(kLifelineFd)) {
       struct event* ev = event_new(base_, kLifelineFd, EV_READ, &Skeleton::on_lifeline, this);
       event_add(ev, nullptr);
@@ -175,6 +180,43 @@ class Skeleton {
 
  private:
   static void on_listen(evutil_socket_t fd, short, void* self) { static_cast<Skeleton*>(self)->listen_ready(fd); }
+
+  // Take connections (again), or stop taking them.
+  //
+  // The listening sockets are shared by every process of the service.
+  // Watched as any descriptor, each connection wakes every idle process of
+  // the service, and all but one find nothing to accept (with twenty
+  // cleanup processes, more than the rest of the hand-over).  Postfix
+  // serializes its processes' select() with a lock file; here each
+  // listening socket is in the loop's epoll set with EPOLLEXCLUSIVE, so that
+  // the kernel wakes one process that is waiting in the loop.  libevent
+  // 2.1 cannot ask for that flag, so after it has added a socket to its
+  // set, the entry is replaced by one with the flag (the same events and
+  // data; libevent removes it as its own).  Whether loop_epfd_ is that set
+  // shows in the removal succeeding; if it fails, nothing has changed and
+  // every process wakes, as without the flag.
+  void listen_on() {
+    for (size_t i = 0; i < listen_events_; ++i) {
+      event_add(events_[i], nullptr);
+      if (loop_epfd_ < 0) continue;
+      int fd = event_get_fd(events_[i]);
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+      ev.data.fd = fd;
+      if (::epoll_ctl(loop_epfd_, EPOLL_CTL_DEL, fd, nullptr) != 0) {
+        loop_epfd_ = -1;
+        continue;
+      }
+      if (::epoll_ctl(loop_epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        ev.events = EPOLLIN;  // a kernel without EPOLLEXCLUSIVE
+        if (::epoll_ctl(loop_epfd_, EPOLL_CTL_ADD, fd, &ev) != 0)
+          log::fatal("epoll_ctl: listening socket %d: %s", fd, std::strerror(errno));
+      }
+    }
+  }
+  void listen_off() {
+    for (size_t i = 0; i < listen_events_; ++i) event_del(events_[i]);
+  }
   static void on_lifeline(evutil_socket_t, short, void* self) {
     // master is gone (stop or reload): finish what we do and leave.  An
     // event server stops accepting and leaves when its clients are done.
@@ -266,12 +308,17 @@ class Skeleton {
       case Kind::multi: {
         ++ctx_.clients;
         if (multi_->adopt) {
-          // As Postfix's multi server: busy while taking the client (so that
-          // master counts a use), available again unless now full.
-          report(Availability::taken);
+          // Postfix's smtpd, a single server, tells master of every client.
+          // An event server tells master once that it has been used (so that
+          // master's "bad command startup" check knows it worked), and then
+          // only when it fills up or has room again (update_capacity): a
+          // connection costs master no wakeup.
+          bool first = !told_used_;
+          if (first) report(Availability::taken);
+          told_used_ = true;
           multi_->adopt(fd, ctx_);
           update_capacity();
-          if (!full_ && !draining_) report(Availability::available);
+          if (first && !full_ && !draining_) report(Availability::available);
           break;
         }
         if (multi_->connected && !multi_->connected(fd, ctx_)) {
@@ -296,10 +343,8 @@ class Skeleton {
     bool full = ctx_.clients >= multi_->max_clients;
     if (full == full_) return;
     full_ = full;
-    for (size_t i = 0; i < listen_events_; ++i) {
-      if (full) event_del(events_[i]);
-      else event_add(events_[i], nullptr);
-    }
+    if (full) listen_off();
+    else listen_on();
     report(full ? Availability::taken : Availability::available);
   }
 
@@ -308,7 +353,7 @@ class Skeleton {
   void drain(bool tell_master) {
     if (draining_) return;
     draining_ = true;
-    for (size_t i = 0; i < listen_events_; ++i) event_del(events_[i]);
+    listen_off();
     if (tell_master) report(Availability::taken);
   }
 
@@ -390,6 +435,8 @@ class Skeleton {
   bool full_ = false;
   bool draining_ = false;
   size_t listen_events_ = 0;  // the first entries of events_
+  int loop_epfd_ = -1;        // libevent's epoll set, if it is where expected
+  bool told_used_ = false;    // an event server has told master of a client
   long long max_idle_ = 100, max_use_ = 100, uses_ = 0;
   const pid_t pid_ = ::getpid();  // for the status reports, two per client
 };
