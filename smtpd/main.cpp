@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 
@@ -162,5 +163,12 @@ int main(int argc, char** argv) {
     if (g_term_event) event_free(g_term_event);
     g_term_event = nullptr;
   };
-  return mta::server::run_multi_server(argc, argv, server);
+  int status = mta::server::run_multi_server(argc, argv, server);
+  // Leave without running destructors: a worker thread may still be in a
+  // DNS query or a SASL step that never returns (a hung saslauthd), and
+  // joining it would keep the process alive; destroying what it uses
+  // while it runs would be worse.  Everything a client was promised is on
+  // disk or in a socket by now.
+  std::fflush(nullptr);
+  ::_exit(status);
 }

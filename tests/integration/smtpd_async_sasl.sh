@@ -18,7 +18,9 @@
 #   - a wrong password still gets "535 5.7.8 Error: authentication failed:"
 #     with Postfix's warning line;
 #   - a client that leaves while its AUTH step runs does no harm, and one
-#     smtpd process lived through it all.
+#     smtpd process lived through it all;
+#   - a step that has not returned (user "never": the server does not
+#     answer) does not keep smtpd from leaving at "postfix stop".
 # Needs root and python3: exit 77 otherwise.
 set -u
 : "${MTA_BIN:?}" "${MTA_SOURCE_DIR:?}"
@@ -81,6 +83,8 @@ def serve(conn):
         _, user, password = base64.b64decode(args['resp']).decode().split('\0')
         if user == 'slow':
             time.sleep(5)
+        if user == 'never':
+            time.sleep(3600)
         if password == 'secret':
             answer = 'OK\t%s\tuser=%s\n' % (rid, user)
         else:
@@ -218,6 +222,41 @@ else
 fi
 n=$(grep -oE 'postfix/smtpd\[[0-9]+\]' "$T/maillog" | sort -u | wc -l)
 [ "$n" = 1 ] && ok "one smtpd process served every session" || bad "one smtpd process served every session" "$n smtpd processes logged"
+
+# A step that never returns (the Dovecot client gives up after 10 s):
+# "postfix stop" one second into it still ends smtpd at once, as it ends
+# the sessions (421) and then leaves without waiting for the step.
+cat >"$T/never.py" <<'EOF'
+import base64, socket, sys
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=30)
+f = s.makefile('rb')
+f.readline(); s.sendall(b'EHLO never.example\r\n')
+while f.readline()[3:4] == b'-': pass
+s.sendall(('AUTH PLAIN %s\r\n' % base64.b64encode(b'\0never\0secret').decode()).encode())
+print('sent', flush=True)
+print(f.readline().decode().strip(), flush=True)
+EOF
+timeout 40 python3 "$T/never.py" "$PORT" >"$T/never.out" 2>&1 &
+NEVER_PID=$!
+wait_for 10 grep -q '^sent' "$T/never.out"
+wait_for 10 grep -q 'AUTH.*resp=' "$T/auth.log"
+sleep 1
+pids=$(grep -oE 'postfix/smtpd\[[0-9]+\]' "$T/maillog" | grep -oE '[0-9]+' | sort -u)
+t0=$(date +%s.%N)
+MAIL_CONFIG=$T timeout 60 "$B/postfix" -c "$T" stop >/dev/null 2>&1
+STARTED=''
+gone() { local p; for p in $pids; do kill -0 "$p" 2>/dev/null && return 1; done; return 0; }
+wait_for 20 gone
+t1=$(date +%s.%N)
+secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}')
+if gone && awk -v s="$secs" 'BEGIN {exit !(s < 5)}'; then
+  ok "postfix stop ends smtpd while an AUTH step hangs (${secs}s)"
+else
+  bad "postfix stop ends smtpd while an AUTH step hangs" "smtpd ($pids) still there after ${secs}s"
+fi
+wait "$NEVER_PID" 2>/dev/null
+grep -q '^421 ' "$T/never.out" && ok "the waiting client gets 421 at the stop" ||
+  bad "the waiting client gets 421 at the stop" "$(cat "$T/never.out")"
 
 echo "# $CHECKS checks, $FAILS failed"
 [ "$FAILS" = 0 ]
