@@ -139,7 +139,14 @@ int query(const Options& o, const std::vector<std::string>& specs) {
   if (o.query_keys.size() == 1 && o.query_keys[0] == "-") {
     bool any = false;
     std::string key;
-    while (std::getline(std::cin, key)) {
+    // Answers go out in blocks, not one write per key (cin is tied to
+    // cout, which flushes before every read), but before we would wait for
+    // more keys, so that a program feeding keys one at a time still gets
+    // each answer (Postfix's postmap holds them all until the end).
+    std::cin.tie(nullptr);
+    for (;;) {
+      if (std::cin.rdbuf()->in_avail() <= 0) std::cout.flush();
+      if (!std::getline(std::cin, key)) break;
       if (!key.empty() && key.back() == '\r') key.pop_back();
       if (key.empty()) continue;
       if (query_one(dicts, key, &value)) {

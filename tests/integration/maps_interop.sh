@@ -113,6 +113,18 @@ cp "$T/source" "$T/upd"
 ours postmap "$T/upd"
 same "-q - prints key TAB value" "$(printf 'USER@example.com\tlocal one\nexample.com\trelay:[mx.example.com]:25')" \
   "$(printf 'USER@example.com\nnope\nexample.com\n' | ours postmap -q - "$T/upd")"
+# Answers are written in blocks, but each before postmap waits for more
+# keys: a program that feeds one key at a time gets every answer.
+same "-q - answers a key before its input ends" "USER@example.com	local one" "$(python3 - "$MTA_BIN/postmap" "$T" <<'PY'
+import subprocess, sys, select
+p = subprocess.Popen([sys.argv[1], '-c', sys.argv[2] + '/ours', '-q', '-', sys.argv[2] + '/upd'],
+                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+p.stdin.write(b'USER@example.com\n'); p.stdin.flush()
+ready, _, _ = select.select([p.stdout], [], [], 10)
+print(p.stdout.readline().decode().rstrip('\n') if ready else 'no answer within 10 s')
+p.stdin.close(); p.wait(10)
+PY
+)"
 ours postmap -d example.com "$T/upd"; same "-d of a present key exits 0" 0 $?
 ours postmap -d example.com "$T/upd"; same "-d of an absent key exits 1" 1 $?
 printf 'new.key new value\n' | ours postmap -i "$T/upd"
