@@ -536,7 +536,11 @@ void QueueManager::dispatch() {
   do {
     dispatch_again_ = false;
     scheduler_->tick(now_seconds());
-    while (auto sel = scheduler_->select(now_seconds())) {
+    auto ready = [this](const std::string& transport) {
+      auto it = connecting_.find(transport);
+      return it == connecting_.end() || it->second < kMaxConnecting;
+    };
+    while (auto sel = scheduler_->select(now_seconds(), ready)) {
       auto it = jobs_.find(sel->id);
       if (it == jobs_.end()) {
         log::warning("scheduler selected an unknown delivery request %llu", static_cast<unsigned long long>(sel->id));
@@ -565,18 +569,53 @@ void QueueManager::arm_sched_timer() {
 }
 
 bool QueueManager::start_job(Job* job) {
-  Message& m = *job->message;
   ipc::ConnectOptions co;
   co.attempts = 1;
   co.timeout = std::chrono::seconds(ctx_.config.get_time("qmgr_daemon_timeout"));
   ipc::Status st = ipc::connect_service(job->channel, queue_dir_, proto::kClassPrivate, job->transport, co);
-  if (st) st = job->channel.expect_announcement(proto::kProtoDeliver);
   if (!st) {
     log::warning("connect to transport %s/%s: %s", std::string(proto::kClassPrivate).c_str(),
                  job->transport.c_str(), st.message().c_str());
     finish_job(job, nullptr, "mail transport unavailable");
     return false;
   }
+  // The agent speaks first, once it has taken the connection.  When every
+  // agent of the transport is busy, that takes a new process (master forks
+  // and execs one): wait for it in the loop, not here, so that the other
+  // deliveries go on (replies, new requests to idle agents) meanwhile.
+  // As Postfix's qmgr_transport_alloc(), a transport waits for one agent
+  // at a time, so that a burst of mail does not start the transport's whole
+  // process limit at once: new processes start only while the ones there
+  // cannot keep up.
+  ++connecting_[job->transport];
+  job->reply_event = event_new(ctx_.base, job->channel.stream().fd(), EV_READ, &QueueManager::on_announce, job);
+  timeval tv{static_cast<time_t>(co.timeout.count()), 0};
+  event_add(job->reply_event, &tv);
+  return true;
+}
+
+void QueueManager::on_announce(evutil_socket_t, short what, void* arg) {
+  Job* job = static_cast<Job*>(arg);
+  QueueManager* q = owner_;
+  event_free(job->reply_event);
+  job->reply_event = nullptr;
+  if (--q->connecting_[job->transport] <= 0) q->connecting_.erase(job->transport);
+  ipc::Status st = (what & EV_TIMEOUT)
+                       ? ipc::Status(ipc::Errc::timeout, "timeout on " + job->channel.name() +
+                                                             " while reading input attribute name")
+                       : job->channel.expect_announcement(proto::kProtoDeliver);
+  if (!st) {
+    log::warning("connect to transport %s/%s: %s", std::string(proto::kClassPrivate).c_str(),
+                 job->transport.c_str(), st.message().c_str());
+    q->finish_job(job, nullptr, "mail transport unavailable");
+    return;
+  }
+  q->send_request(job);
+  q->dispatch();  // the transport may take its next delivery
+}
+
+void QueueManager::send_request(Job* job) {
+  Message& m = *job->message;
   const queue::Envelope& env = m.envelope;
   proto::DeliverRequest req;
   // Postfix: the message's trace flags (sendmail -v, -bv) and the default
@@ -619,17 +658,16 @@ bool QueueManager::start_job(Job* job) {
                               r.dsn_notify});
   }
   req.recipient_count = static_cast<int>(req.recipients.size());
-  st = proto::write_deliver_request(job->channel, req);
+  ipc::Status st = proto::write_deliver_request(job->channel, req);
   if (st) st = job->channel.flush();
   if (!st) {
     log::warning("%s: %s", m.id.c_str(), st.message().c_str());
     finish_job(job, nullptr, "mail transport unavailable");
-    return false;
+    return;
   }
   job->reply_event = event_new(ctx_.base, job->channel.stream().fd(), EV_READ, &QueueManager::on_reply, job);
   timeval tv{static_cast<time_t>(ctx_.config.get_time("qmgr_daemon_timeout")), 0};
   event_add(job->reply_event, &tv);
-  return true;
 }
 
 QueueManager* QueueManager::owner_ = nullptr;

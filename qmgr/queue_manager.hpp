@@ -67,7 +67,7 @@ struct Job {
   bool running = false;
   sched::Scheduler::Selection selection{};
   ipc::Channel channel;
-  struct event* reply_event = nullptr;
+  struct event* reply_event = nullptr;  // the agent's announcement, then its reply
 };
 
 struct Message {
@@ -96,7 +96,9 @@ class QueueManager {
   void trigger(std::string_view bytes);  // master's wakeup, postqueue -f, cleanup
 
  private:
+  static void on_announce(evutil_socket_t fd, short what, void* arg);
   static void on_reply(evutil_socket_t fd, short what, void* arg);
+  void send_request(Job* job);
   static void on_room(evutil_socket_t fd, short what, void* arg);
   static void on_timer(evutil_socket_t, short, void* arg);
   static void on_sched_timer(evutil_socket_t, short, void* arg);
@@ -104,6 +106,7 @@ class QueueManager {
   // Scan flags (Postfix's QMGR_SCAN_ALL, QMGR_FLUSH_DFXP) for the next scan.
   static constexpr int kScanAll = 1 << 0;
   static constexpr int kFlushDfxp = 1 << 1;
+  static constexpr int kMaxConnecting = 1;  // per transport (start_job)
 
   bool room_for_more() const;
   void scan_incoming();
@@ -136,6 +139,9 @@ class QueueManager {
   ipc::RecentAnswers<ipc::proto::ResolveReply> resolve_cache_;  // (sender, address) -> answer
   std::map<std::string, std::unique_ptr<Message>> active_;
   std::map<sched::EntryId, std::unique_ptr<Job>> jobs_;  // waiting and running
+  // Per transport: connections to agents that have not announced
+  // themselves yet (see start_job).
+  std::map<std::string, int> connecting_;
   sched::EntryId next_job_id_ = 1;
   std::unique_ptr<sched::Scheduler> scheduler_;
   ConnCachePolicy conn_cache_;  // on-demand connection caching (DEL_REQ_FLAG_CONN_*)

@@ -167,10 +167,12 @@ bool Scheduler::add(const std::string& transport_name, const std::string& queue_
   return true;
 }
 
-std::optional<Scheduler::Selection> Scheduler::select(double now) {
+std::optional<Scheduler::Selection> Scheduler::select(double now,
+                                                     const std::function<bool(const std::string&)>& ready) {
   for (auto ti = transports_.begin(); ti != transports_.end(); ++ti) {
     Transport& t = *ti;
     if (t.dead) continue;
+    if (ready && !ready(t.name)) continue;
     if (t.params.process_limit > 0 && t.busy >= t.params.process_limit) continue;
     if (t.params.transport_rate_delay > 0 && now < t.next_start) continue;
     for (auto qi = t.queues.begin(); qi != t.queues.end(); ++qi) {

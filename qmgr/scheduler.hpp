@@ -123,7 +123,9 @@ class Scheduler {
     std::string queue;
   };
   // The next entry to deliver now, or nothing; it counts as busy until done.
-  std::optional<Selection> select(double now);
+  // READY, when given, may hold back a transport for now (qmgr: while its
+  // agents are still being connected).
+  std::optional<Selection> select(double now, const std::function<bool(const std::string&)>& ready = {});
 
   // The outcome of a selected entry's delivery.
   //   ok: no connection or handshake failure (recipients may still be deferred)

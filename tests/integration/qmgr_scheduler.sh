@@ -16,7 +16,9 @@
 #     maximal_queue_lifetime: "status=expired, returned to sender" and a
 #     bounce reaches the sender;
 #   - NOTIFY=SUCCESS: the trace service sends a success DSN ("relayed":
-#     pipe without flags=X).
+#     pipe without flags=X);
+#   - an agent that takes 3 s to start holds up only its own transport's
+#     mail: qmgr waits for it in its event loop.
 # Skipped (77) unless root and every program is built.
 set -u
 : "${MTA_BIN:?}" "${MTA_SOURCE_DIR:?}"
@@ -63,7 +65,16 @@ EOF
 chmod 755 "$T/agent.sh"
 printf '%s\n' "big.example slowpipe:big.example" "small.example slowpipe:small.example" \
   "fail.example slowpipe:fail.example" "held.example heldpipe:held.example" \
-  "dead.example deadsmtp:[127.0.0.1]:1" "ourdead.example oursmtp:[127.0.0.1]:1" > "$T/transport"
+  "dead.example deadsmtp:[127.0.0.1]:1" "ourdead.example oursmtp:[127.0.0.1]:1" \
+  "slowstart.example slowstart:" "quick.example discard:" > "$T/transport"
+# A delivery agent that takes 3 s to start (then our discard).
+cat > "$T/slowagent" <<EOF
+#!/bin/sh
+date +%s.%N >> $T/rec/slowagent
+sleep 3
+exec $B/discard "\$@"
+EOF
+chmod 755 "$T/slowagent"
 cp "$MTA_SOURCE_DIR/conf/master.cf" "$T/master.cf"
 cp "$MTA_SOURCE_DIR/conf/main.cf" "$T/main.cf"
 cat >> "$T/master.cf" <<EOF
@@ -72,6 +83,7 @@ slowpipe  unix  -       n       n       -       10      pipe
 heldpipe  unix  -       n       n       -       10      pipe
   flags= user=nobody argv=/bin/sh $T/agent.sh \${nexthop}
 oursmtp   unix  -       -       n       -       -       smtp
+slowstart unix  -       -       n       -       -       $T/slowagent
 EOF
 HAVE_ORACLE=0
 if [ -x "$ORACLE_DIR/usr/lib/postfix/sbin/smtp" ]; then
@@ -215,6 +227,21 @@ check "the deferred recipient of the -v message expires and bounces" sh -c \
 n=$(reports)
 [ "$n" = 1 ] && ok "one delivery report for the -v message, whatever the number of attempts" ||
   bad "one delivery report for sendmail -v" "$n reports"
+
+# 7. While qmgr waits for a new slowstart agent to announce itself, other
+# mail goes on: the message for quick.example, sent once the slow agent has
+# started, is delivered before the slow agent can have said a word.
+printf 'Subject: slow\n\nx\n' | send -f "$U1@mail.test.example" a@slowstart.example
+eventually test -s "$T/rec/slowagent"
+sleep 0.3
+printf 'Subject: quick\n\nx\n' | send -f "$U1@mail.test.example" b@quick.example
+for _ in $(seq 12); do grep -q 'to=<b@quick.example>.*status=sent' "$T/maillog" && break; sleep 0.2; done
+if grep -q 'to=<b@quick.example>.*status=sent' "$T/maillog" && ! grep -q 'to=<a@slowstart.example>.*status=sent' "$T/maillog"; then
+  ok "an agent slow to start does not hold up another transport's mail"
+else
+  bad "an agent slow to start does not hold up another transport's mail" "$(grep -E 'quick.example|slowstart.example' "$T/maillog" | tail -4)"
+fi
+check "the slow agent's mail is delivered once it is up" grep -q 'to=<a@slowstart.example>.*status=sent' "$T/maillog"
 
 echo "# $CHECKS checks, $FAILS failed"
 [ "$FAILS" = 0 ]
