@@ -45,6 +45,7 @@ Stream& Stream::operator=(Stream&& other) noexcept {
     rpos_ = other.rpos_;
     rlen_ = other.rlen_;
     wbuf_ = std::move(other.wbuf_);
+    not_socket_ = other.not_socket_;
     other.fd_ = -1;
     other.owned_ = false;
     other.reset();
@@ -58,6 +59,7 @@ void Stream::reset() {
   wbuf_.clear();
   state_ = IoState::ok;
   errno_ = 0;
+  not_socket_ = false;
 }
 
 void Stream::fail(IoState state, int err) {
@@ -111,19 +113,35 @@ bool Stream::fill() {
   }
   if (rbuf_.size() < kBufferSize) rbuf_.resize(kBufferSize);
   for (;;) {
-    if (!wait_for(POLLIN)) return false;
-    ssize_t n = ::recv(fd_, rbuf_.data(), rbuf_.size(), MSG_DONTWAIT);
-    if (n < 0 && errno == ENOTSOCK) n = ::read(fd_, rbuf_.data(), rbuf_.size());
+    // A socket is read first and waited for only when it has nothing
+    // (one system call instead of two when the peer is ahead); a pipe or
+    // file, which may block, is waited for first.
+    ssize_t n = -1;
+    if (!not_socket_) {
+      n = ::recv(fd_, rbuf_.data(), rbuf_.size(), MSG_DONTWAIT);
+      if (n < 0 && errno == ENOTSOCK) not_socket_ = true;
+    }
+    if (not_socket_) {
+      if (!wait_for(POLLIN)) return false;
+      n = ::read(fd_, rbuf_.data(), rbuf_.size());
+    }
     if (n > 0) {
       rpos_ = 0;
       rlen_ = static_cast<size_t>(n);
+      // A full buffer means bulk data (a message on its way to cleanup):
+      // take more per call from now on.
+      if (rlen_ == rbuf_.size() && rbuf_.size() < kMaxBufferSize) rbuf_.resize(rbuf_.size() * 2);
       return true;
     }
     if (n == 0) {
       fail(IoState::eof, 0);
       return false;
     }
-    if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (!wait_for(POLLIN)) return false;
+      continue;
+    }
     fail(IoState::error, errno);
     return false;
   }
@@ -185,16 +203,26 @@ bool Stream::flush() {
   }
   size_t done = 0;
   while (done < wbuf_.size()) {
-    if (!wait_for(POLLOUT)) return false;
     const char* p = wbuf_.data() + done;
     size_t len = wbuf_.size() - done;
-    ssize_t n = ::send(fd_, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n < 0 && errno == ENOTSOCK) n = ::write(fd_, p, len);
+    ssize_t n = -1;
+    if (!not_socket_) {  // as in fill(): wait only when the socket is full
+      n = ::send(fd_, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n < 0 && errno == ENOTSOCK) not_socket_ = true;
+    }
+    if (not_socket_) {
+      if (!wait_for(POLLOUT)) return false;
+      n = ::write(fd_, p, len);
+    }
     if (n > 0) {
       done += static_cast<size_t>(n);
       continue;
     }
-    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!wait_for(POLLOUT)) return false;
+      continue;
+    }
     fail(IoState::error, n < 0 ? errno : EIO);
     wbuf_.erase(0, done);
     return false;

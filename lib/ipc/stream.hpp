@@ -119,7 +119,8 @@ class Stream {
   void fail(IoState state, int err);
   void reset();
 
-  static constexpr size_t kBufferSize = 8192;
+  static constexpr size_t kBufferSize = 8192;      // to begin with
+  static constexpr size_t kMaxBufferSize = 65536;  // reading bulk data
 
   int fd_ = -1;
   bool owned_ = false;
@@ -132,6 +133,7 @@ class Stream {
   size_t rpos_ = 0;
   size_t rlen_ = 0;
   std::string wbuf_;
+  bool not_socket_ = false;  // a pipe or file: wait before each read or write
 };
 
 // A deadline for the calls made while it lives (the earlier of it and any
