@@ -4,6 +4,7 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -132,7 +133,7 @@ class Skeleton {
     if (!base_) log::fatal("event_base_new failed");
     if (std::strcmp(event_base_get_method(base_), "epoll") != 0) loop_epfd_ = -1;
     ctx_.base = base_;
-    ctx_.request_exit = [this] { event_base_loopbreak(base_); };
+    ctx_.request_exit = [this] { leave(); };
     ctx_.stand_alone = args_.stand_alone;
     ctx_.client_done = [this] { adopted_client_done(); };
 
@@ -173,7 +174,23 @@ class Skeleton {
     idle_timer_ = evtimer_new(base_, &Skeleton::on_idle, this);
     arm_idle();
     report(Availability::available);
-    event_base_dispatch(base_);
+    for (;;) {
+      event_base_dispatch(base_);
+      // The last round may have brought a client (see leave()).  After an
+      // idle or max_use exit it is served as any other; an event server
+      // that must go (a table changed) lets it finish first.
+      if (ctx_.clients > 0 && leaving_ == Leaving::soft) {
+        leaving_ = Leaving::no;
+        arm_idle();
+        continue;
+      }
+      if (ctx_.clients > 0 && multi_ && multi_->adopt && !draining_) {
+        leaving_ = Leaving::no;
+        drain(false);
+        continue;
+      }
+      break;
+    }
     if (callbacks_.pre_exit) callbacks_.pre_exit(ctx_);
     return 0;
   }
@@ -214,8 +231,33 @@ class Skeleton {
       }
     }
   }
+  //
+  // With EPOLLEXCLUSIVE a process woken for a connection must take it: no
+  // other is woken for it.  Hence leave() lets the callbacks of the current
+  // round run (event_base_loopexit, not loopbreak), so that a connection
+  // that came with the idle timer or master's lifeline is still accepted
+  // (and then served, see loop()), and listen_off() takes a connection that
+  // is already waiting, which this process may have been woken for (an
+  // event server that is full or leaving serves one more).
   void listen_off() {
     for (size_t i = 0; i < listen_events_; ++i) event_del(events_[i]);
+    if (!multi_ || !multi_->adopt) return;
+    for (size_t i = 0; i < listen_events_; ++i) {
+      pollfd p{static_cast<int>(event_get_fd(events_[i])), POLLIN, 0};
+      if (::poll(&p, 1, 0) <= 0) continue;
+      int fd = ::accept4(p.fd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;  // another process took it
+      ++ctx_.clients;
+      multi_->adopt(fd, ctx_);
+    }
+  }
+
+  // Leave the loop once the callbacks that are due now have run.  SOFT
+  // (idle, max_use): only if they brought no client.
+  enum class Leaving { no, soft, hard };
+  void leave(Leaving how = Leaving::hard) {
+    if (leaving_ != Leaving::hard) leaving_ = how;
+    event_base_loopexit(base_, nullptr);
   }
   static void on_lifeline(evutil_socket_t, short, void* self) {
     // master is gone (stop or reload): finish what we do and leave.  An
@@ -225,11 +267,11 @@ class Skeleton {
       s->drain(false);  // master is gone: no one to tell
       return;
     }
-    event_base_loopbreak(s->base_);
+    s->leave();
   }
   static void on_idle(evutil_socket_t, short, void* self) {
     auto* s = static_cast<Skeleton*>(self);
-    if (s->ctx_.clients == 0) event_base_loopbreak(s->base_);
+    if (s->ctx_.clients == 0) s->leave(Leaving::soft);
   }
   static void on_client(evutil_socket_t fd, short, void* self) { static_cast<Skeleton*>(self)->client_ready(fd); }
 
@@ -243,7 +285,7 @@ class Skeleton {
     if (!under_master_) return;
     StatusReport r{static_cast<std::int32_t>(pid_), generation_, a};
     if (::write(kStatusFd, &r, sizeof r) != static_cast<ssize_t>(sizeof r))
-      event_base_loopbreak(base_);  // master is gone
+      leave();  // master is gone
   }
 
   void used_once() {
@@ -257,12 +299,12 @@ class Skeleton {
           drain(true);
           return;
         }
-        event_base_loopbreak(base_);
+        leave();
         return;
       }
     }
     if (!callbacks_.long_running && max_use_ > 0 && uses_ >= max_use_ && ctx_.clients == 0)
-      event_base_loopbreak(base_);
+      leave(Leaving::soft);
     arm_idle();
   }
 
@@ -359,7 +401,7 @@ class Skeleton {
 
   void adopted_client_done() {
     --ctx_.clients;
-    if (draining_ && ctx_.clients == 0) event_base_loopbreak(base_);
+    if (draining_ && ctx_.clients == 0) leave();
     update_capacity();
     used_once();
   }
@@ -437,6 +479,7 @@ class Skeleton {
   size_t listen_events_ = 0;  // the first entries of events_
   int loop_epfd_ = -1;        // libevent's epoll set, if it is where expected
   bool told_used_ = false;    // an event server has told master of a client
+  Leaving leaving_ = Leaving::no;
   long long max_idle_ = 100, max_use_ = 100, uses_ = 0;
   const pid_t pid_ = ::getpid();  // for the status reports, two per client
 };
