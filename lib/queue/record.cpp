@@ -213,24 +213,27 @@ RecordReader RecordReader::from_buffer(std::string data, std::string name, Optio
   r.name_ = std::move(name);
   r.options_ = options;
   r.buf_ = std::move(data);
+  r.buf_len_ = r.buf_.size();
   r.memory_ = true;
   return r;
 }
 
 bool RecordReader::fill(off_t pos) {
   if (pos < 0) return false;
-  if (pos >= buf_start_ && pos < buf_start_ + static_cast<off_t>(buf_.size())) return true;
+  if (pos >= buf_start_ && pos < buf_start_ + static_cast<off_t>(buf_len_)) return true;
   if (memory_) return false;
-  buf_.resize(kReadChunk);
+  // The buffer keeps its size (resizing it each time zero-filled 64 KB per
+  // read); buf_len_ says how much of it is the file's.
+  if (buf_.size() < kReadChunk) buf_.resize(kReadChunk);
   for (;;) {
     ssize_t n = ::pread(fd_, buf_.data(), buf_.size(), pos);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       error_ = name_ + ": read: " + std::strerror(errno);
-      buf_.clear();
+      buf_len_ = 0;
       return false;
     }
-    buf_.resize(static_cast<size_t>(n));
+    buf_len_ = static_cast<size_t>(n);
     buf_start_ = pos;
     return n > 0;
   }
@@ -294,7 +297,7 @@ ReadStatus RecordReader::next(Record& record) {
         return fail(name_ + ": unexpected EOF in data, record type " + std::to_string(type) +
                     " length " + std::to_string(len));
       size_t at = static_cast<size_t>(pos_ - buf_start_);
-      size_t n = std::min(want - record.data.size(), buf_.size() - at);
+      size_t n = std::min(want - record.data.size(), buf_len_ - at);
       record.data.append(buf_, at, n);
       pos_ += static_cast<off_t>(n);
     }

@@ -194,7 +194,8 @@ class RecordReader {
   int fd_ = -1;
   std::string name_;
   Options options_;
-  std::string buf_;       // bytes of the input from buf_start_
+  std::string buf_;       // bytes of the input from buf_start_ (the first buf_len_)
+  size_t buf_len_ = 0;
   off_t buf_start_ = 0;
   bool memory_ = false;   // buf_ is the whole input
   off_t pos_ = 0;
