@@ -178,15 +178,16 @@ class Skeleton {
       event_base_dispatch(base_);
       // The last round may have brought a client (see leave()).  After an
       // idle or max_use exit it is served as any other; an event server
-      // that must go (a table changed) lets it finish first.
+      // that must go (a table changed, master is gone) lets it finish
+      // first.  A loop ended from outside (smtpd's SIGTERM) just ends.
       if (ctx_.clients > 0 && leaving_ == Leaving::soft) {
         leaving_ = Leaving::no;
         arm_idle();
         continue;
       }
-      if (ctx_.clients > 0 && multi_ && multi_->adopt && !draining_) {
+      if (ctx_.clients > 0 && leaving_ == Leaving::hard && multi_ && multi_->adopt && !draining_) {
         leaving_ = Leaving::no;
-        drain(false);
+        drain(!master_gone_);
         continue;
       }
       break;
@@ -263,6 +264,7 @@ class Skeleton {
     // master is gone (stop or reload): finish what we do and leave.  An
     // event server stops accepting and leaves when its clients are done.
     auto* s = static_cast<Skeleton*>(self);
+    s->master_gone_ = true;
     if (s->multi_ && s->multi_->adopt && s->ctx_.clients > 0) {
       s->drain(false);  // master is gone: no one to tell
       return;
@@ -284,8 +286,10 @@ class Skeleton {
   void report(Availability a) {
     if (!under_master_) return;
     StatusReport r{static_cast<std::int32_t>(pid_), generation_, a};
-    if (::write(kStatusFd, &r, sizeof r) != static_cast<ssize_t>(sizeof r))
-      leave();  // master is gone
+    if (::write(kStatusFd, &r, sizeof r) != static_cast<ssize_t>(sizeof r)) {
+      master_gone_ = true;
+      leave();
+    }
   }
 
   void used_once() {
@@ -380,14 +384,20 @@ class Skeleton {
   // Event servers: stop listening (and tell master we are busy) at the cap,
   // listen again below it.
   void update_capacity() {
-    if (draining_) return;
+    if (draining_ || updating_capacity_) return;
     if (!multi_ || !multi_->adopt || multi_->max_clients <= 0) return;
-    bool full = ctx_.clients >= multi_->max_clients;
-    if (full == full_) return;
-    full_ = full;
-    if (full) listen_off();
-    else listen_on();
-    report(full ? Availability::taken : Availability::available);
+    // listen_off() may take one more client, whose session may even end at
+    // once: look again until the state that master was told holds.
+    updating_capacity_ = true;
+    for (;;) {
+      bool full = ctx_.clients >= multi_->max_clients;
+      if (full == full_ || draining_) break;
+      full_ = full;
+      if (full) listen_off();
+      else listen_on();
+      report(full ? Availability::taken : Availability::available);
+    }
+    updating_capacity_ = false;
   }
 
   // Stop accepting, tell master we are busy (so that it starts a new
@@ -480,6 +490,8 @@ class Skeleton {
   int loop_epfd_ = -1;        // libevent's epoll set, if it is where expected
   bool told_used_ = false;    // an event server has told master of a client
   Leaving leaving_ = Leaving::no;
+  bool master_gone_ = false;         // lifeline closed, or a status report failed
+  bool updating_capacity_ = false;
   long long max_idle_ = 100, max_use_ = 100, uses_ = 0;
   const pid_t pid_ = ::getpid();  // for the status reports, two per client
 };
