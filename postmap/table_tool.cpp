@@ -142,7 +142,9 @@ int query(const Options& o, const std::vector<std::string>& specs) {
     // Answers go out in blocks, not one write per key (cin is tied to
     // cout, which flushes before every read), but before we would wait for
     // more keys, so that a program feeding keys one at a time still gets
-    // each answer (Postfix's postmap holds them all until the end).
+    // each answer (Postfix's postmap holds them all until the end).  A
+    // feeder must end each key with a newline before it waits: part of the
+    // next line counts as input at hand.
     std::cin.tie(nullptr);
     for (;;) {
       if (std::cin.rdbuf()->in_avail() <= 0) std::cout.flush();

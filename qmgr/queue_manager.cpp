@@ -589,7 +589,7 @@ bool QueueManager::start_job(Job* job) {
   // cannot keep up.
   ++connecting_[job->transport];
   job->reply_event = event_new(ctx_.base, job->channel.stream().fd(), EV_READ, &QueueManager::on_announce, job);
-  timeval tv{static_cast<time_t>(co.timeout.count()), 0};
+  timeval tv{static_cast<time_t>(ctx_.config.get_time("qmgr_daemon_timeout")), 0};
   event_add(job->reply_event, &tv);
   return true;
 }
@@ -623,6 +623,7 @@ void QueueManager::send_request(Job* job) {
   req.flags = (m.trace_flags & deliver::kTraceFlagsMask) | proto::kDelReqFlagSuccess | proto::kDelReqFlagBounce;
   req.flags |= conn_cache_.select(job->transport, job->selection.queue,
                                   scheduler_->busy(job->transport, job->selection.queue), now_seconds());
+  job->cache_counted = true;
   req.queue_name = std::string(kActive);
   req.queue_id = m.id;
   req.data_offset = static_cast<long>(env.data_offset);
@@ -705,7 +706,9 @@ void QueueManager::finish_job(Job* job, const proto::DeliverReply* reply, const 
   std::vector<sched::EntryId> back;
   sched::Dsn why;
   double now = now_seconds();
-  conn_cache_.done(job->transport, job->selection.queue, now);
+  // Only a delivery that conn_cache_.select() counted: one whose agent
+  // never answered would end another delivery's count.
+  if (job->cache_counted) conn_cache_.done(job->transport, job->selection.queue, now);
   if (!failure.empty()) {
     // Which of the job's recipients did the agent finish before it failed?
     std::set<off_t> done;

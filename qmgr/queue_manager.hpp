@@ -68,6 +68,7 @@ struct Job {
   sched::Scheduler::Selection selection{};
   ipc::Channel channel;
   struct event* reply_event = nullptr;  // the agent's announcement, then its reply
+  bool cache_counted = false;           // the request went out (ConnCachePolicy::select)
 };
 
 struct Message {

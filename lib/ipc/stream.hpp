@@ -14,8 +14,9 @@
 // Writes are buffered until flush() (or until the buffer is large); they use
 // MSG_NOSIGNAL on sockets, so that a peer that went away yields EPIPE
 // instead of SIGPIPE.  The descriptor is never switched to non-blocking
-// mode (it may be shared, e.g. passed by master); waiting is done with
-// poll(2) before each system call.
+// mode (it may be shared, e.g. passed by master): a socket is read and
+// written with MSG_DONTWAIT and waited for with poll(2) only when it would
+// block; a pipe or file is waited for before each system call.
 #pragma once
 
 #include <chrono>

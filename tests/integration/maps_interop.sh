@@ -115,7 +115,7 @@ same "-q - prints key TAB value" "$(printf 'USER@example.com\tlocal one\nexample
   "$(printf 'USER@example.com\nnope\nexample.com\n' | ours postmap -q - "$T/upd")"
 # Answers are written in blocks, but each before postmap waits for more
 # keys: a program that feeds one key at a time gets every answer.
-same "-q - answers a key before its input ends" "USER@example.com	local one" "$(python3 - "$MTA_BIN/postmap" "$T" <<'PY'
+command -v python3 >/dev/null && same "-q - answers a key before its input ends" "USER@example.com	local one" "$(python3 - "$MTA_BIN/postmap" "$T" <<'PY'
 import subprocess, sys, select
 p = subprocess.Popen([sys.argv[1], '-c', sys.argv[2] + '/ours', '-q', '-', sys.argv[2] + '/upd'],
                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)

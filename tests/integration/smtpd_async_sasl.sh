@@ -239,7 +239,7 @@ EOF
 timeout 40 python3 "$T/never.py" "$PORT" >"$T/never.out" 2>&1 &
 NEVER_PID=$!
 wait_for 10 grep -q '^sent' "$T/never.out"
-wait_for 10 grep -q 'AUTH.*resp=' "$T/auth.log"
+wait_for 10 grep -q "resp=$(printf '\0never\0secret' | base64)" "$T/auth.log"
 sleep 1
 pids=$(grep -oE 'postfix/smtpd\[[0-9]+\]' "$T/maillog" | grep -oE '[0-9]+' | sort -u)
 t0=$(date +%s.%N)
