@@ -232,7 +232,7 @@ class Skeleton {
       }
     }
   }
-  //
+
   // With EPOLLEXCLUSIVE a process woken for a connection must take it: no
   // other is woken for it.  Hence leave() lets the callbacks of the current
   // round run (event_base_loopexit, not loopbreak), so that a connection
@@ -493,7 +493,7 @@ class Skeleton {
   bool master_gone_ = false;         // lifeline closed, or a status report failed
   bool updating_capacity_ = false;
   long long max_idle_ = 100, max_use_ = 100, uses_ = 0;
-  const pid_t pid_ = ::getpid();  // for the status reports, two per client
+  const pid_t pid_ = ::getpid();  // for the status reports
 };
 
 }  // namespace
