@@ -53,6 +53,8 @@ cp "$MTA_SOURCE_DIR/conf/main.cf" "$MTA_SOURCE_DIR/conf/master.cf" "$T/ours/"
 "$B/postconf" -c "$T/ours" -Me "127.0.0.1:$PORT/inet=127.0.0.1:$PORT inet n - n - - smtpd"
 "$B/postfix" -c "$T/ours" start >/dev/null 2>&1 || { bad "our instance starts" "$(tail -3 "$T/ours/maillog")"; exit 1; }
 wait_port "$PORT" && ok "our smtpd listens on $PORT" || { bad "our smtpd listens" "$(tail -5 "$T/ours/maillog")"; exit 1; }
+# The probe's own session is logged before the first dialogue starts.
+for _ in $(seq 50); do grep -q 'smtpd\[[0-9]*\]: disconnect from' "$T/ours/maillog" 2>/dev/null && break; sleep 0.1; done
 
 MODE=golden
 if [ "$ORACLE" != none ] && [ -x "$ORACLE" ] && timeout 200 "$ORACLE" install >"$T/oracle.log" 2>&1; then
