@@ -51,17 +51,7 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
-FAILS=0 CHECKS=0
-ok() { CHECKS=$((CHECKS + 1)); echo "ok - $1"; }
-bad() { CHECKS=$((CHECKS + 1)); FAILS=$((FAILS + 1)); echo "not ok - $1"; shift; for l in "$@"; do echo "#   $l"; done; }
-expect_grep() {  # NAME PATTERN FILE
-  if grep -qE -- "$2" "$3"; then ok "$1"; else bad "$1" "no line matches: $2" "$(tail -n 30 "$3" | sed 's/^/    /')"; fi
-}
-wait_for() {  # SECONDS COMMAND...
-  local limit=$1 i; shift
-  for ((i = 0; i < limit * 5; i++)); do "$@" && return 0; sleep 0.2; done
-  return 1
-}
+. "$MTA_SOURCE_DIR/tests/integration/tap.sh.inc"
 
 # A loopback address where nothing listens on port 53.
 bound53() { ss -Hlnu 'sport = :53' 2>/dev/null | awk '{print $4}'; }
@@ -72,7 +62,7 @@ for i in $(seq 20); do
   bound53 | grep -qE "^${a//./\\.}(%[^:]*)?:53\$" || { DNS_ADDR=$a; break; }
 done
 [ -n "$DNS_ADDR" ] || { echo "# skip: no free loopback address for the name server"; exit 77; }
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 
 # ---------------------------------------------------------------- DNS server
 cat >"$T/dns.py" <<'EOF'

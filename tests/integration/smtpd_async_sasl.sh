@@ -41,18 +41,8 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
-FAILS=0 CHECKS=0
-ok() { CHECKS=$((CHECKS + 1)); echo "ok - $1"; }
-bad() { CHECKS=$((CHECKS + 1)); FAILS=$((FAILS + 1)); echo "not ok - $1"; shift; for l in "$@"; do echo "#   $l"; done; }
-expect_grep() {  # NAME PATTERN FILE
-  if grep -qE -- "$2" "$3"; then ok "$1"; else bad "$1" "no line matches: $2" "$(tail -n 30 "$3" | sed 's/^/    /')"; fi
-}
-wait_for() {  # SECONDS COMMAND...
-  local limit=$1 i; shift
-  for ((i = 0; i < limit * 5; i++)); do "$@" && return 0; sleep 0.2; done
-  return 1
-}
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+. "$MTA_SOURCE_DIR/tests/integration/tap.sh.inc"
+PORT=$(free_port)
 
 # ---------------------------------------------------------------- auth server
 cat >"$T/auth.py" <<'EOF'
