@@ -173,15 +173,6 @@ class Skeleton {
     }
     idle_timer_ = evtimer_new(base_, &Skeleton::on_idle, this);
     arm_idle();
-    // The backstop of EPOLLEXCLUSIVE (see listen_on): once a second an idle
-    // process looks at its listening sockets itself, so that a connection
-    // whose wake-up went to a process that left without it waits a second,
-    // not until the next connection.
-    if (loop_epfd_ >= 0) {
-      recheck_timer_ = event_new(base_, -1, EV_PERSIST, &Skeleton::on_recheck, this);
-      timeval second{1, 0};
-      event_add(recheck_timer_, &second);
-    }
     report(Availability::available);
     for (;;) {
       event_base_dispatch(base_);
@@ -216,7 +207,10 @@ class Skeleton {
   // cleanup processes, more than the rest of the hand-over).  Postfix
   // serializes its processes' select() with a lock file; here each
   // listening socket is in the loop's epoll set with EPOLLEXCLUSIVE, so that
-  // the kernel wakes one process that is waiting in the loop.  libevent
+  // the kernel wakes one process that is waiting in the loop.  The wake-up
+  // goes only to a set that a process is blocked on (Linux counts an
+  // exclusive wake-up as given only then), so a process busy with a client
+  // or past its loop does not take it from the others.  libevent
   // 2.1 cannot ask for that flag, so after it has added a socket to its
   // set, the entry is replaced by one with the flag (the same events and
   // data; libevent removes it as its own).  Whether loop_epfd_ is that set
@@ -279,14 +273,6 @@ class Skeleton {
       return;
     }
     s->leave();
-  }
-  static void on_recheck(evutil_socket_t, short, void* self) {
-    auto* s = static_cast<Skeleton*>(self);
-    if (s->draining_ || s->full_ || s->leaving_ != Leaving::no) return;
-    for (size_t i = 0; i < s->listen_events_; ++i) {
-      pollfd p{static_cast<int>(event_get_fd(s->events_[i])), POLLIN, 0};
-      if (::poll(&p, 1, 0) > 0) s->listen_ready(p.fd);
-    }
   }
   static void on_idle(evutil_socket_t, short, void* self) {
     auto* s = static_cast<Skeleton*>(self);
@@ -497,7 +483,6 @@ class Skeleton {
   ServerContext ctx_;
   struct event_base* base_ = nullptr;
   struct event* idle_timer_ = nullptr;
-  struct event* recheck_timer_ = nullptr;
   std::vector<struct event*> events_;
   std::map<int, struct event*> clients_;
   std::uint32_t generation_ = 0;
