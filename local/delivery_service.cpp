@@ -13,21 +13,19 @@
 namespace mta::local {
 namespace proto = ipc::proto;
 
-void serve_delivery_request(int fd, const Settings& settings, AddressResolver& resolver) {
-  ipc::Channel ch = ipc::server_channel(fd, "local socket", ipc::Format::zero, std::chrono::seconds(settings.ipc_timeout));
-  if (ipc::Status st = ch.announce(proto::kProtoDeliver); !st) {
-    log::warning("%s", st.message().c_str());
-    return;
-  }
+namespace {
+
+// One request on ch; false when the connection is done with.
+bool serve_request(ipc::Channel& ch, const Settings& settings, AddressResolver& resolver) {
   proto::DeliverRequest request;
   if (ipc::Status st = proto::read_deliver_request(ch, request); !st) {
     if (st.code() != ipc::Errc::closed) log::warning("%s", st.message().c_str());
-    return;
+    return false;
   }
   log::debug("local_deliver: %s from %s", request.queue_id.c_str(), request.sender.c_str());
   if (!queue::is_valid_queue_name(request.queue_name) || !queue::is_queue_file_name(request.queue_id)) {
     log::warning("invalid message file name: %s %s", request.queue_name.c_str(), request.queue_id.c_str());
-    return;
+    return false;
   }
 
   // The path relative to the queue directory (our working directory), as
@@ -38,11 +36,11 @@ void serve_delivery_request(int fd, const Settings& settings, AddressResolver& r
   auto file = queue::QueueFileReader::open(path, true, &error);
   if (!file) {
     log::warning("%s", error.c_str());
-    return;
+    return false;
   }
   if (!file->lock(queue::LockMode::shared, false, &error)) {
     log::warning("shared lock %s", error.c_str());
-    return;
+    return false;
   }
 
   QueueMessage message;
@@ -58,9 +56,25 @@ void serve_delivery_request(int fd, const Settings& settings, AddressResolver& r
   reply.status = status;
   if (ipc::Status st = ipc::reply(ch, reply); !st) {
     log::warning("%s", st.message().c_str());
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void serve_delivery_request(int fd, const Settings& settings, AddressResolver& resolver,
+                            const std::function<bool(int fd)>& next_request) {
+  ipc::Channel ch = ipc::server_channel(fd, "local socket", ipc::Format::zero, std::chrono::seconds(settings.ipc_timeout));
+  if (ipc::Status st = ch.announce(proto::kProtoDeliver); !st) {
+    log::warning("%s", st.message().c_str());
     return;
   }
-  ipc::await_close(ch);
+  // qmgr may send its next delivery on the same connection (see
+  // lib/deliver/agent_session.cpp).
+  while (serve_request(ch, settings, resolver))
+    if (!next_request || !next_request(fd)) break;
+  if (!next_request) ipc::await_close(ch);
 }
 
 }  // namespace mta::local

@@ -16,11 +16,14 @@
 // no reply: qmgr then defers the message ("unknown mail transport error").
 #pragma once
 
+#include <functional>
+
 #include "local/local_settings.hpp"
 #include "local/mail_services.hpp"
 
 namespace mta::local {
 
-void serve_delivery_request(int fd, const Settings& settings, AddressResolver& resolver);
+void serve_delivery_request(int fd, const Settings& settings, AddressResolver& resolver,
+                            const std::function<bool(int fd)>& next_request = {});
 
 }  // namespace mta::local

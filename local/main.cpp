@@ -51,6 +51,8 @@ int main(int argc, char** argv) {
       return {};
     };
   };
-  srv.service = [&](int fd, server::ServerContext&) { local::serve_delivery_request(fd, *settings, *resolver); };
+  srv.service = [&](int fd, server::ServerContext& ctx) {
+    local::serve_delivery_request(fd, *settings, *resolver, ctx.next_request);
+  };
   return server::run_single_server(argc, argv, srv);
 }

@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
   };
   server.service = [&](int fd, mta::server::ServerContext& ctx) {
     mta::agent::serve_connection(fd, ctx.config, ctx.service_name + " socket",
-                                 [&](mta::agent::Delivery& d) { return agent->deliver_message(d); });
+                                 [&](mta::agent::Delivery& d) { return agent->deliver_message(d); }, ctx.next_request);
   };
   return mta::server::run_single_server(argc, argv, server);
 }

@@ -1,6 +1,7 @@
 // queue_manager.cpp: see queue_manager.hpp.
 #include "qmgr/queue_manager.hpp"
 
+#include <poll.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -538,7 +539,9 @@ void QueueManager::dispatch() {
     scheduler_->tick(now_seconds());
     auto ready = [this](const std::string& transport) {
       auto it = connecting_.find(transport);
-      return it == connecting_.end() || it->second < kMaxConnecting;
+      if (it == connecting_.end() || it->second < kMaxConnecting) return true;
+      auto idle = idle_agents_.find(transport);
+      return idle != idle_agents_.end() && !idle->second.empty();
     };
     while (auto sel = scheduler_->select(now_seconds(), ready)) {
       auto it = jobs_.find(sel->id);
@@ -569,6 +572,10 @@ void QueueManager::arm_sched_timer() {
 }
 
 bool QueueManager::start_job(Job* job) {
+  if (!job->retried && take_agent(job)) {
+    send_request(job);
+    return true;
+  }
   ipc::ConnectOptions co;
   co.attempts = 1;
   co.timeout = std::chrono::seconds(ctx_.config.get_time("qmgr_daemon_timeout"));
@@ -661,6 +668,7 @@ void QueueManager::send_request(Job* job) {
   req.recipient_count = static_cast<int>(req.recipients.size());
   ipc::Status st = proto::write_deliver_request(job->channel, req);
   if (st) st = job->channel.flush();
+  if (!st && job->reused) return reconnect(job);  // the agent had left
   if (!st) {
     log::warning("%s: %s", m.id.c_str(), st.message().c_str());
     finish_job(job, nullptr, "mail transport unavailable");
@@ -682,6 +690,9 @@ void QueueManager::on_reply(evutil_socket_t, short what, void* arg) {
   }
   proto::DeliverReply reply;
   ipc::Status st = job->channel.read(reply);
+  if (st && job->reused) q->reuse_failures_.erase(job->transport);
+  if (!st && job->reused && (st.code() == ipc::Errc::closed || st.code() == ipc::Errc::io))
+    return q->reconnect(job);  // the agent left without a word
   if (!st) {
     log::warning("%s socket: malformed response", job->channel.name().c_str());
     q->finish_job(job, nullptr, "unknown mail transport error");
@@ -702,7 +713,10 @@ void QueueManager::finish_job(Job* job, const proto::DeliverReply* reply, const 
     event_free(job->reply_event);
     job->reply_event = nullptr;
   }
-  job->channel.close();
+  if (reply && failure.empty() && job->channel.is_open())
+    park_agent(job->transport, std::move(job->channel));
+  else
+    job->channel.close();
   std::vector<sched::EntryId> back;
   sched::Dsn why;
   double now = now_seconds();
@@ -710,17 +724,8 @@ void QueueManager::finish_job(Job* job, const proto::DeliverReply* reply, const 
   // never answered would end another delivery's count.
   if (job->cache_counted) conn_cache_.done(job->transport, job->selection.queue, now);
   if (!failure.empty()) {
-    // Which of the job's recipients did the agent finish before it failed?
-    std::set<off_t> done;
-    std::string error;
-    queue::Envelope current;
-    auto reader = queue::QueueFileReader::open(layout_.path(kActive, m.id), false, &error);
-    if (reader && reader->read_envelope(&current, &error))
-      for (const queue::Recipient& r : current.recipients)
-        if (!r.pending()) done.insert(r.offset);
     std::vector<size_t> left;
-    for (size_t i : job->recipients)
-      if (!done.count(m.envelope.recipients[i].offset)) left.push_back(i);
+    recipients_touched(*job, &left);
     defer_recipients(m, left, "none", "4.3.0", failure);
     if (failure != "mail transport unavailable")
       log::warning("transport %s failure -- see a previous warning/fatal/panic logfile record for the problem "
@@ -744,6 +749,110 @@ void QueueManager::finish_job(Job* job, const proto::DeliverReply* reply, const 
   }
   job_done(job);
   dispatch();
+}
+
+// Which of the job's recipients are still pending in the queue file (the
+// agent marks each one it finishes); true when it finished any.
+bool QueueManager::recipients_touched(const Job& job, std::vector<size_t>* left) const {
+  const Message& m = *job.message;
+  std::set<off_t> done;
+  std::string error;
+  queue::Envelope current;
+  auto reader = queue::QueueFileReader::open(layout_.path(kActive, m.id), false, &error);
+  if (reader && reader->read_envelope(&current, &error))
+    for (const queue::Recipient& r : current.recipients)
+      if (!r.pending()) done.insert(r.offset);
+  bool touched = false;
+  for (size_t i : job.recipients) {
+    if (!done.count(m.envelope.recipients[i].offset)) left->push_back(i);
+    else touched = true;
+  }
+  return touched;
+}
+
+// Agent connections are kept between deliveries: a request on a kept
+// connection saves the connection, master's two status reports for it and
+// the announcement (Postfix's qmgr connects anew for every delivery).  Our
+// agents take requests one after another until their max_use, a reload or
+// qmgr's close; an agent of Postfix's kind closes after one, which shows
+// here as an EOF (the connection is dropped) or as a request that finds the
+// agent gone: the request is then sent again on a new connection, once,
+// unless the agent had finished a recipient of it (then it crashed, and the
+// delivery is deferred as any failed one).
+void QueueManager::park_agent(const std::string& transport, ipc::Channel channel) {
+  if (one_request_agents_.count(transport)) {
+    channel.close();
+    return;
+  }
+  auto idle = std::make_unique<IdleAgent>();
+  idle->transport = transport;
+  idle->channel = std::move(channel);
+  idle->event = event_new(ctx_.base, idle->channel.stream().fd(), EV_READ, &QueueManager::on_idle_agent, idle.get());
+  timeval tv{kAgentIdleTime, 0};
+  event_add(idle->event, &tv);
+  idle_agents_[transport].push_back(std::move(idle));
+}
+
+bool QueueManager::take_agent(Job* job) {
+  auto it = idle_agents_.find(job->transport);
+  if (it == idle_agents_.end()) return false;
+  std::unique_ptr<IdleAgent> idle;
+  while (!it->second.empty() && !idle) {
+    idle = std::move(it->second.back());
+    it->second.pop_back();
+    event_free(idle->event);
+    // An agent that has left already shows as readable (EOF).
+    pollfd p{idle->channel.stream().fd(), POLLIN, 0};
+    if (::poll(&p, 1, 0) != 0) {
+      idle->channel.close();
+      idle.reset();
+    }
+  }
+  if (!idle) return false;
+  job->channel = std::move(idle->channel);
+  job->reused = true;
+  log::debug("%s: reusing connection to %s/%s", job->message->id.c_str(), std::string(proto::kClassPrivate).c_str(),
+             job->transport.c_str());
+  return true;
+}
+
+void QueueManager::on_idle_agent(evutil_socket_t, short, void* arg) {
+  // The agent closed (or sent what it should not), or the connection has
+  // been idle for kAgentIdleTime: let the agent go.
+  auto* idle = static_cast<IdleAgent*>(arg);
+  auto& list = owner_->idle_agents_[idle->transport];
+  auto it = std::find_if(list.begin(), list.end(), [idle](const auto& p) { return p.get() == idle; });
+  if (it == list.end()) return;
+  event_free(idle->event);
+  idle->channel.close();
+  list.erase(it);
+}
+
+void QueueManager::reconnect(Job* job) {
+  std::string name = job->channel.name();
+  if (job->reply_event) {
+    event_free(job->reply_event);
+    job->reply_event = nullptr;
+  }
+  job->channel.close();
+  job->reused = false;
+  job->retried = true;
+  // Agents that serve one request per connection (Postfix's) fail every
+  // reuse: after a few failures in a row, stop keeping their connections.
+  if (++reuse_failures_[job->transport] >= kMaxReuseFailures) {
+    one_request_agents_.insert(job->transport);
+    log::debug("transport %s: agents take one request per connection", job->transport.c_str());
+  }
+  if (job->cache_counted) conn_cache_.done(job->transport, job->selection.queue, now_seconds());
+  job->cache_counted = false;
+  std::vector<size_t> left;
+  if (recipients_touched(*job, &left)) {
+    // The agent read the request and died in the middle of it.
+    log::warning("%s socket: malformed response", name.c_str());
+    finish_job(job, nullptr, "unknown mail transport error");
+    return;
+  }
+  start_job(job);  // on failure it finishes the job itself
 }
 
 void QueueManager::job_done(Job* job) {

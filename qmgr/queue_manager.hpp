@@ -39,6 +39,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,15 @@ struct Job {
   ipc::Channel channel;
   struct event* reply_event = nullptr;  // the agent's announcement, then its reply
   bool cache_counted = false;           // the request went out (ConnCachePolicy::select)
+  bool reused = false;   // on an agent connection kept from an earlier delivery
+  bool retried = false;  // a kept connection failed it; this is its new connection
+};
+
+// An agent connection kept between deliveries (QueueManager::park_agent).
+struct IdleAgent {
+  std::string transport;
+  ipc::Channel channel;
+  struct event* event = nullptr;  // EOF from the agent, or kAgentIdleTime
 };
 
 struct Message {
@@ -101,6 +111,11 @@ class QueueManager {
   static void on_reply(evutil_socket_t fd, short what, void* arg);
   void send_request(Job* job);
   static void on_room(evutil_socket_t fd, short what, void* arg);
+  static void on_idle_agent(evutil_socket_t fd, short what, void* arg);
+  void park_agent(const std::string& transport, ipc::Channel channel);
+  bool take_agent(Job* job);
+  void reconnect(Job* job);
+  bool recipients_touched(const Job& job, std::vector<size_t>* left) const;
   static void on_timer(evutil_socket_t, short, void* arg);
   static void on_sched_timer(evutil_socket_t, short, void* arg);
 
@@ -108,6 +123,8 @@ class QueueManager {
   static constexpr int kScanAll = 1 << 0;
   static constexpr int kFlushDfxp = 1 << 1;
   static constexpr int kMaxConnecting = 1;  // per transport (start_job)
+  // How long an agent connection is kept for the transport's next delivery.
+  static constexpr int kAgentIdleTime = 2;  // seconds
 
   bool room_for_more() const;
   void scan_incoming();
@@ -143,6 +160,11 @@ class QueueManager {
   // Per transport: connections to agents that have not announced
   // themselves yet (see start_job).
   std::map<std::string, int> connecting_;
+  // Per transport: agent connections kept after a delivery, newest last.
+  std::map<std::string, std::vector<std::unique_ptr<IdleAgent>>> idle_agents_;
+  std::map<std::string, int> reuse_failures_;    // per transport, in a row (reconnect)
+  std::set<std::string> one_request_agents_;     // transports whose connections are not kept
+  static constexpr int kMaxReuseFailures = 3;
   sched::EntryId next_job_id_ = 1;
   std::unique_ptr<sched::Scheduler> scheduler_;
   ConnCachePolicy conn_cache_;  // on-demand connection caching (DEL_REQ_FLAG_CONN_*)

@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
   };
   server.service = [&](int fd, mta::server::ServerContext& ctx) {
     mta::agent::serve_connection(fd, ctx.config, ctx.service_name + " socket",
-                                 [&](mta::agent::Delivery& d) { return agent->deliver(d); });
+                                 [&](mta::agent::Delivery& d) { return agent->deliver(d); }, ctx.next_request);
   };
   return mta::server::run_single_server(argc, argv, server);
 }

@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
   };
   srv.service = [&](int fd, server::ServerContext& ctx) {
     agent::serve_connection(fd, ctx.config, ctx.service_name + " socket",
-                            [&](agent::Delivery& d) { return delivery_agent->deliver_message(d); });
+                            [&](agent::Delivery& d) { return delivery_agent->deliver_message(d); }, ctx.next_request);
   };
   return server::run_single_server(argc, argv, srv);
 }

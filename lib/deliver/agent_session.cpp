@@ -53,15 +53,16 @@ bool queue_file_ok(const proto::DeliverRequest& req, const std::string& path) {
   return true;
 }
 
-void reply(ipc::Channel& ch, int status, const proto::Dsn& hop_status = {}) {
+// False when the reply could not be sent (qmgr is gone).
+bool reply(ipc::Channel& ch, int status, const proto::Dsn& hop_status = {}) {
   proto::DeliverReply r;  // an empty hop DSN: the destination is not to blame
   r.hop_status = hop_status;
   r.status = status;
   if (ipc::Status st = ipc::reply(ch, r); !st) {
     log::debug("send final status: %s", st.message().c_str());
-    return;
+    return false;
   }
-  ipc::await_close(ch);
+  return true;
 }
 
 }  // namespace
@@ -131,20 +132,16 @@ void mark_done(Delivery& delivery, const proto::Recipient& rcpt) {
     log::fatal("update queue file %s: %s", delivery.path.c_str(), error.c_str());
 }
 
-void serve_connection(int fd, const config::Config& config, const std::string& socket_name,
-                      const std::function<int(Delivery&)>& deliver) {
-  std::chrono::seconds timeout(config.get_time("ipc_timeout"));
-  ipc::Channel ch = ipc::server_channel(fd, socket_name, ipc::Format::zero, timeout);
-  if (ipc::Status st = ch.announce(proto::kProtoDeliver); !st) {
-    log::debug("send initial status: %s", st.message().c_str());
-    return;
-  }
+namespace {
 
+// One request on ch; false when the connection is done with.
+bool serve_request(ipc::Channel& ch, const config::Config& config, const std::function<int(Delivery&)>& deliver) {
   Delivery d;
   if (ipc::Status st = proto::read_deliver_request(ch, d.request); !st) {
-    if (st.code() == ipc::Errc::closed) return;  // qmgr changed its mind
+    if (st.code() == ipc::Errc::closed) return false;  // qmgr is done, or changed its mind
     log::warning("deliver_request_get: %s", st.message().c_str());
-    return reply(ch, kDelStatDefer);
+    reply(ch, kDelStatDefer);
+    return false;
   }
   proto::DeliverRequest& req = d.request;
   queue::QueueLayout layout = queue::QueueLayout::from_config(config);
@@ -170,7 +167,26 @@ void serve_connection(int fd, const config::Config& config, const std::string& s
   log::debug("deliver_message: from %s", req.sender.c_str());
   int status = deliver(d);
   d.file.reset();
-  reply(ch, status, d.hop_status);
+  return reply(ch, status, d.hop_status);
+}
+
+}  // namespace
+
+void serve_connection(int fd, const config::Config& config, const std::string& socket_name,
+                      const std::function<int(Delivery&)>& deliver, const std::function<bool(int fd)>& next_request) {
+  std::chrono::seconds timeout(config.get_time("ipc_timeout"));
+  ipc::Channel ch = ipc::server_channel(fd, socket_name, ipc::Format::zero, timeout);
+  if (ipc::Status st = ch.announce(proto::kProtoDeliver); !st) {
+    log::debug("send initial status: %s", st.message().c_str());
+    return;
+  }
+  // qmgr keeps the connection for its next delivery to this transport
+  // (Postfix's qmgr makes one connection per delivery; an agent of either
+  // kind serves the other, since a client that closes after one reply ends
+  // the loop).
+  while (serve_request(ch, config, deliver))
+    if (!next_request || !next_request(fd)) break;
+  if (!next_request) ipc::await_close(ch);
 }
 
 }  // namespace mta::agent

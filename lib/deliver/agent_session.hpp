@@ -43,10 +43,14 @@ struct Delivery {
   ipc::proto::Dsn hop_status;
 };
 
-// Serves one connection on fd.  deliver() returns the request status
-// (0 or -1).  socket_name names the stream in messages ("error socket").
+// Serves one connection on fd: the requests qmgr sends on it, one after
+// another, while next_request (ServerContext::next_request) lets this
+// process take another; without it, one request, as Postfix's agents.
+// deliver() returns the request status (0 or -1).  socket_name names the
+// stream in messages ("error socket").
 void serve_connection(int fd, const config::Config& config, const std::string& socket_name,
-                      const std::function<int(Delivery&)>& deliver);
+                      const std::function<int(Delivery&)>& deliver,
+                      const std::function<bool(int fd)>& next_request = {});
 
 // deliver_completed(): marks the recipient's record done (fatal when the
 // queue file cannot be updated, so that qmgr retries the message).

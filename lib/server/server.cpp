@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -136,6 +137,7 @@ class Skeleton {
     ctx_.request_exit = [this] { leave(); };
     ctx_.stand_alone = args_.stand_alone;
     ctx_.client_done = [this] { adopted_client_done(); };
+    ctx_.next_request = [this](int fd) { return next_request(fd); };
 
     if (callbacks_.pre_init) callbacks_.pre_init(ctx_);
     if (::geteuid() == 0 && (args_.unprivileged || args_.chroot)) {
@@ -313,6 +315,28 @@ class Skeleton {
     if (!callbacks_.long_running && max_use_ > 0 && uses_ >= max_use_ && ctx_.clients == 0)
       leave(Leaving::soft);
     arm_idle();
+  }
+
+  // See ServerContext::next_request.  The request just done is counted
+  // here, except the last one, which used_once() counts when the service
+  // returns.
+  bool next_request(int fd) {
+    if (master_gone_) return false;
+    if (!callbacks_.long_running && max_use_ > 0 && uses_ + 1 >= max_use_) return false;
+    if (ctx_.table_changed && !ctx_.table_changed().empty()) return false;  // used_once() logs it
+    ++uses_;
+    pollfd p[2] = {{fd, POLLIN, 0}, {kLifelineFd, POLLIN, 0}};
+    nfds_t n = under_master_ && fd_open(kLifelineFd) ? 2 : 1;
+    int wait_ms = max_idle_ > 0 ? static_cast<int>(std::min<long long>(max_idle_, 3600) * 1000) : -1;
+    int r;
+    do r = ::poll(p, n, wait_ms);
+    while (r < 0 && errno == EINTR);
+    if (r <= 0) return false;  // max_idle passed
+    if (n == 2 && p[1].revents) {
+      master_gone_ = true;  // the lifeline event, still pending, ends the loop
+      return false;
+    }
+    return true;
   }
 
   void listen_ready(int listen_fd) {

@@ -64,6 +64,14 @@ struct ServerContext {
   // process then exits so that master starts one that reads the new table
   // (Postfix: "table ... has changed -- restarting").
   std::function<std::string()> table_changed;
+  // Single servers whose client may send several requests on one
+  // connection (the delivery agents, with qmgr): called when a request is
+  // done.  Counts it as a use and waits for FD to become readable (the
+  // next request, or the client's close).  False: this process is to take
+  // no more (max_use reached, a table changed, master is gone or has
+  // reloaded, or max_idle passed without a request); the service then
+  // returns and the skeleton closes the connection.
+  std::function<bool(int fd)> next_request;
 };
 
 struct Callbacks {

@@ -67,10 +67,14 @@ cp "$MTA_SOURCE_DIR/conf/master.cf" "$MTA_SOURCE_DIR/conf/main.cf" "$OURS/"
   "inet_interfaces = loopback-only" "inet_protocols = ipv4" "alias_maps =" "alias_database =" "${SETTINGS[@]}"
 "$B/postconf" -c "$OURS" -MX smtp/inet
 "$B/postconf" -c "$OURS" -MX qmgr/unix
-P_OURS=$((20000 + $$ % 20000)) P_REAL=$((20001 + $$ % 20000))
+# Ports nobody listens on now (a port picked from the PID could be in the
+# ephemeral range, taken by some client's connection).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+P_OURS=$(free_port) P_REAL=$(free_port)
+while [ "$P_REAL" = "$P_OURS" ]; do P_REAL=$(free_port); done
 printf '127.0.0.1:%s inet n - n - - smtpd\n' "$P_OURS" >> "$OURS/master.cf"
 mkdir -p "$OURS/queue"
-"$B/postfix" -c "$OURS" start >/dev/null 2>&1 && OURS_UP=1 || { bad "our instance starts"; exit 1; }
+"$B/postfix" -c "$OURS" start >"$T/start.out" 2>&1 && OURS_UP=1 || { bad "our instance starts" "$(cat "$T/start.out")"; exit 1; }
 
 if [ $HAVE_REAL = 1 ]; then
   timeout 120 "$ORACLE" instance "$REAL" "$P_REAL" >/dev/null 2>&1 || { bad "real instance set-up"; HAVE_REAL=0; }
