@@ -92,6 +92,8 @@ QueueManager::~QueueManager() {
   if (sched_timer_) event_free(sched_timer_);
   for (auto& [id, job] : jobs_)
     if (job->reply_event) event_free(job->reply_event);
+  for (auto& [transport, list] : idle_agents_)
+    for (auto& idle : list) event_free(idle->event);
 }
 
 void QueueManager::start() {
@@ -780,9 +782,12 @@ bool QueueManager::recipients_touched(const Job& job, std::vector<size_t>* left)
 // unless the agent had finished a recipient of it (then it crashed, and the
 // delivery is deferred as any failed one).
 void QueueManager::park_agent(const std::string& transport, ipc::Channel channel) {
-  if (one_request_agents_.count(transport)) {
-    channel.close();
-    return;
+  if (auto it = no_reuse_until_.find(transport); it != no_reuse_until_.end()) {
+    if (it->second > now_seconds()) {
+      channel.close();
+      return;
+    }
+    no_reuse_until_.erase(it);  // try again
   }
   auto idle = std::make_unique<IdleAgent>();
   idle->transport = transport;
@@ -838,9 +843,12 @@ void QueueManager::reconnect(Job* job) {
   job->reused = false;
   job->retried = true;
   // Agents that serve one request per connection (Postfix's) fail every
-  // reuse: after a few failures in a row, stop keeping their connections.
+  // reuse: after a few failures in a row, stop keeping the transport's
+  // connections for a while.  (Ours fail one now and then: a reload, a
+  // changed table, max_use; a reuse that works resets the count.)
   if (++reuse_failures_[job->transport] >= kMaxReuseFailures) {
-    one_request_agents_.insert(job->transport);
+    reuse_failures_.erase(job->transport);
+    no_reuse_until_[job->transport] = now_seconds() + kNoReuseTime;
     log::debug("transport %s: agents take one request per connection", job->transport.c_str());
   }
   if (job->cache_counted) conn_cache_.done(job->transport, job->selection.queue, now_seconds());

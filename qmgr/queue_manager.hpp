@@ -39,7 +39,6 @@
 #include <deque>
 #include <map>
 #include <memory>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -162,9 +161,10 @@ class QueueManager {
   std::map<std::string, int> connecting_;
   // Per transport: agent connections kept after a delivery, newest last.
   std::map<std::string, std::vector<std::unique_ptr<IdleAgent>>> idle_agents_;
-  std::map<std::string, int> reuse_failures_;    // per transport, in a row (reconnect)
-  std::set<std::string> one_request_agents_;     // transports whose connections are not kept
+  std::map<std::string, int> reuse_failures_;      // per transport, in a row (reconnect)
+  std::map<std::string, double> no_reuse_until_;   // transports whose connections are not kept now
   static constexpr int kMaxReuseFailures = 3;
+  static constexpr double kNoReuseTime = 300;  // seconds
   sched::EntryId next_job_id_ = 1;
   std::unique_ptr<sched::Scheduler> scheduler_;
   ConnCachePolicy conn_cache_;  // on-demand connection caching (DEL_REQ_FLAG_CONN_*)

@@ -17,6 +17,13 @@ constexpr std::chrono::seconds kCacheTime{60};
 // Postfix's dane_incompat() error types.
 enum class Incompat { config, dest, cantauth };
 
+// Host names equal but for case and a trailing dot.
+bool same_name(std::string_view a, std::string_view b) {
+  while (!a.empty() && a.back() == '.') a.remove_suffix(1);
+  while (!b.empty() && b.back() == '.') b.remove_suffix(1);
+  return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
 }  // namespace
 
 const char* mode_name(Mode mode) { return mode == Mode::dane ? "dane" : "dane-only"; }
@@ -113,18 +120,31 @@ Decision Policy::compute(Mode mode, const Target& t) {
 
   // tls_dane_resolve(): no TLSA lookup below a host whose address records
   // were not validated (their zone is unsigned, so is "_tcp" under it).
+  // When they were, and the host name is an alias, the validated answer
+  // names the CNAME-expanded host: RFC 7672 section 2.2.2 looks for TLSA
+  // records there first, then at the original name.
   bool host_secure = false;
+  std::string expanded;
   bool numeric = t.host.find_first_not_of("0123456789.") == std::string::npos || t.host.find(':') != std::string::npos;
   if (!numeric) {
     bool v6 = t.addr.find(':') != std::string::npos;
     Answer a = dns_.query(t.host, v6 ? dns::kTypeAaaa : dns::kTypeA);
     if (a.status != dns::Status::ok) a = dns_.query(t.host, v6 ? dns::kTypeA : dns::kTypeAaaa);
     host_secure = a.status == dns::Status::ok && a.authenticated;
+    if (host_secure && !a.records.empty()) {
+      std::string owner = a.records.front().name;
+      while (!owner.empty() && owner.back() == '.') owner.pop_back();
+      if (!owner.empty() && !same_name(owner, t.host)) expanded = owner;
+    }
   }
+  std::vector<std::string> bases;
+  if (!expanded.empty()) bases.push_back(expanded);
+  bases.push_back(t.host);
   std::vector<tls::TlsaRecord> found;
   bool tlsa_found = false;
-  if (!numeric && (host_secure || settings_.force_tlsa)) {
-    const std::string qname = "_" + std::to_string(t.port) + "._tcp." + t.host;
+  std::string base;  // where the TLSA records are: the TLSA base domain
+  for (size_t i = 0; i < bases.size() && !tlsa_found && !numeric && (host_secure || settings_.force_tlsa); ++i) {
+    const std::string qname = "_" + std::to_string(t.port) + "._tcp." + bases[i];
     Answer tlsa = dns_.query(qname, dns::kTypeTlsa);
     if (tlsa.status != dns::Status::ok && tlsa.status != dns::Status::not_found) {
       // Postfix's TLSA cache keeps a failed lookup with an expiry time in
@@ -137,6 +157,7 @@ Decision Policy::compute(Mode mode, const Target& t) {
       case dns::Status::ok:
         if (tlsa.authenticated) {  // an unvalidated RRset counts as none
           tlsa_found = true;
+          base = bases[i];
           for (const dns::Record& r : tlsa.records) {
             std::optional<dns::Tlsa> parsed = dns::parse_tlsa(r);
             if (!parsed) {
@@ -159,7 +180,7 @@ Decision Policy::compute(Mode mode, const Target& t) {
   }
   if (!tlsa_found) return incompat(Incompat::dest, "no TLSA records found");
   std::vector<std::string> warnings;
-  d.tlsa = tls::usable_tlsa(found, settings_.digests, "_" + std::to_string(t.port) + "._tcp." + t.host, warnings);
+  d.tlsa = tls::usable_tlsa(found, settings_.digests, "_" + std::to_string(t.port) + "._tcp." + base, warnings);
   for (const std::string& w : warnings) log::warning("%s", w.c_str());
   if (d.tlsa.empty()) return incompat(Incompat::cantauth, "TLSA records unusable");
 
@@ -168,10 +189,14 @@ Decision Policy::compute(Mode mode, const Target& t) {
       return incompat(Incompat::cantauth, "Verification not possible, MX RRset is insecure");
     d.level = Level::half_dane;  // logged as "Trusted", not "Verified"
   }
-  // With DANE the names are not configurable: the base domain, and the
-  // MX host name (the same here: no CNAME chasing).
-  d.base_domain = t.host;
-  d.match_names = {t.host};
+  // With DANE the names are not configurable: the TLSA base domain (also
+  // the SNI name), the host's other name when it is an alias, and the
+  // next-hop domain of a validated MX lookup (Postfix's dane_init()).
+  d.base_domain = base;
+  d.match_names = {base};
+  for (const std::string& n : bases)
+    if (!same_name(n, base)) d.match_names.push_back(n);
+  if (via_mx && mx_secure && !t.domain.empty()) d.match_names.push_back(t.domain);
   return d;
 }
 

@@ -317,14 +317,12 @@ class Skeleton {
     arm_idle();
   }
 
-  // See ServerContext::next_request.  The request just done is counted
-  // here, except the last one, which used_once() counts when the service
-  // returns.
+  // See ServerContext::next_request.  A request is counted here when the
+  // next one comes; the last one, when the service returns (used_once()).
   bool next_request(int fd) {
     if (master_gone_) return false;
     if (!callbacks_.long_running && max_use_ > 0 && uses_ + 1 >= max_use_) return false;
     if (ctx_.table_changed && !ctx_.table_changed().empty()) return false;  // used_once() logs it
-    ++uses_;
     pollfd p[2] = {{fd, POLLIN, 0}, {kLifelineFd, POLLIN, 0}};
     nfds_t n = under_master_ && fd_open(kLifelineFd) ? 2 : 1;
     int wait_ms = max_idle_ > 0 ? static_cast<int>(std::min<long long>(max_idle_, 3600) * 1000) : -1;
@@ -336,6 +334,9 @@ class Skeleton {
       master_gone_ = true;  // the lifeline event, still pending, ends the loop
       return false;
     }
+    char byte;
+    if (::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) <= 0) return false;  // the client is done
+    ++uses_;
     return true;
   }
 

@@ -5,13 +5,15 @@
 usage: fake_dns.py ZONES.json ADDRESS READY_FILE
 
 ZONES.json: {"records": {"name": {"A": ["127.0.0.1"], "MX": [[10, "mx.x"]],
-"TLSA": [[3, 1, 1, "hex"]]}, ...}, "signed": ["signed.test", ...]}.
+"TLSA": [[3, 1, 1, "hex"]], "CNAME": "target"}, ...}, "signed": ["signed.test", ...]}.
 Answers UDP questions on ADDRESS:53 for A, MX, TLSA and NS (the root's
 NS, for Postfix's dnssec_probe): the records of that name and type, NODATA
-for a known name without them, NXDOMAIN for an unknown one.  The AD bit
-("authentic data", RFC 4035) is set in answers for names at or under a
-"signed" suffix (and for the root), as a validating resolver would; never
-for others.  TLSA questions for names with a "servfail" label get
+for a known name without them, NXDOMAIN for an unknown one.  A name with a
+CNAME is answered as a recursive resolver does: the CNAME, then the
+target's answer (chains followed up to 8 links).  The AD bit
+("authentic data", RFC 4035) is set in answers whose names are all at or
+under a "signed" suffix (and for the root), as a validating resolver would;
+never for others.  TLSA questions for names with a "servfail" label get
 SERVFAIL (a failed lookup).  The READY_FILE
 is written once the socket listens.  Runs until killed.
 """
@@ -20,7 +22,7 @@ import socket
 import struct
 import sys
 
-TYPES = {"A": 1, "NS": 2, "MX": 15, "TLSA": 52}
+TYPES = {"A": 1, "NS": 2, "CNAME": 5, "MX": 15, "TLSA": 52}
 
 
 def encode_name(name):
@@ -46,7 +48,7 @@ def rdata(rtype, value):
         return socket.inet_aton(value)
     if rtype == "MX":
         return struct.pack(">H", value[0]) + encode_name(value[1])
-    if rtype == "NS":
+    if rtype in ("NS", "CNAME"):
         return encode_name(value)
     if rtype == "TLSA":
         return bytes(value[:3]) + bytes.fromhex(value[3])
@@ -69,10 +71,18 @@ def main():
             continue
         ident, qflags = struct.unpack(">HH", msg[:4])
         flags = 0x8000 | 0x0400 | (qflags & 0x0100) | 0x0080
-        is_signed = qname == "" or any(qname == s or qname.endswith("." + s) for s in signed)
-        if is_signed:
-            flags |= 0x0020
+        def under_signed(name):
+            return name == "" or any(name == z or name.endswith("." + z) for z in signed)
         answers = []
+        chain = [qname]
+        while qname in records and "CNAME" in records[qname] and qtype != TYPES["CNAME"] and len(chain) < 9:
+            target = records[qname]["CNAME"].lower().strip(".")
+            data = rdata("CNAME", target)
+            answers.append(encode_name(qname) + struct.pack(">HHIH", TYPES["CNAME"], 1, 60, len(data)) + data)
+            qname = target
+            chain.append(qname)
+        if all(under_signed(n) for n in chain):
+            flags |= 0x0020
         if qtype == TYPES["TLSA"] and "servfail" in qname.split("."):
             flags = (flags & ~0x0020) | 2
         elif qname not in records:
@@ -80,9 +90,9 @@ def main():
         else:
             for rtype, values in records[qname].items():
                 if TYPES.get(rtype) == qtype:
-                    for v in values:
+                    for v in (values if isinstance(values, list) else [values]):
                         data = rdata(rtype, v)
-                        answers.append(struct.pack(">HHHIH", 0xC00C, qtype, 1, 60, len(data)) + data)
+                        answers.append(encode_name(qname) + struct.pack(">HHIH", qtype, 1, 60, len(data)) + data)
         header = struct.pack(">HHHHHH", ident, flags, 1, len(answers), 0, 0)
         sock.sendto(header + msg[12:end] + b"".join(answers), peer)
 

@@ -13,6 +13,12 @@
 #   unusable.signed.test  TLSA 1 1 1 only (PKIX-EE: unusable) -> encrypt: Untrusted, sent
 #   servfail.signed.test  the TLSA lookup fails (SERVFAIL)    -> deferred, "TLSA lookup error"
 #   plain.unsigned.test   no AD bit (TLSA ignored)            -> may: Untrusted, sent
+# and MX hosts that are CNAMEs (RFC 7672 section 2.2.2: TLSA records at the
+# CNAME-expanded name first, then at the original one):
+#   cname.signed.test     TLSA 3 1 1 at the expanded name     -> Verified, sent
+#   cnamefb.signed.test   TLSA 3 1 1 at the original name     -> Verified, sent
+#   tacname.signed.test   CNAME to mx.ta.signed.test, TLSA 2 0 1 there: the
+#                         certificate names the expanded name -> Verified, sent
 set -u
 . "$(dirname "$0")/smtp_lib.sh.inc"
 need_oracle
@@ -43,12 +49,12 @@ certsum() { openssl x509 -in "$1" -outform DER | sha256sum | cut -d' ' -f1; }
 SELF=$(spki "$C/self.pem") OTHER=$(spki "$C/other.pem") CA=$(certsum "$C/ca.pem")
 
 # ---- the SMTP servers, one port per case
-CASES=(ee bad ta unusable servfail plain)
+CASES=(ee bad ta unusable servfail plain cname cnamefb tacname)
 declare -A PORT
 SPECS=()
 for s in "${CASES[@]}"; do
   PORT[$s]=$(free_port)
-  if [ "$s" = ta ]; then SPECS+=("${PORT[$s]}:tls:$C/leafchain.pem:$C/leaf.key")
+  if [ "$s" = ta ] || [ "$s" = tacname ]; then SPECS+=("${PORT[$s]}:tls:$C/leafchain.pem:$C/leaf.key")
   else SPECS+=("${PORT[$s]}:tls:$C/self.pem:$C/self.key"); fi
 done
 mkdir -p "$T/fake"
@@ -70,7 +76,8 @@ import json, sys
 cases = {"ee": [[3, 1, 1, "$SELF"]], "bad": [[3, 1, 1, "$OTHER"]], "ta": [[2, 0, 1, "$CA"]],
          "unusable": [[1, 1, 1, "$SELF"]], "servfail": [], "plain": [[3, 1, 1, "$OTHER"]]}
 ports = {"ee": ${PORT[ee]}, "bad": ${PORT[bad]}, "ta": ${PORT[ta]}, "unusable": ${PORT[unusable]},
-         "servfail": ${PORT[servfail]}, "plain": ${PORT[plain]}}
+         "servfail": ${PORT[servfail]}, "plain": ${PORT[plain]}, "cname": ${PORT[cname]},
+         "cnamefb": ${PORT[cnamefb]}, "tacname": ${PORT[tacname]}}
 records = {}
 for name, tlsa in cases.items():
     domain = "plain.unsigned.test" if name == "plain" else name + ".signed.test"
@@ -78,6 +85,15 @@ for name, tlsa in cases.items():
     records["mx." + domain] = {"A": ["127.0.0.1"]}
     if tlsa:
         records["_%d._tcp.mx.%s" % (ports[name], domain)] = {"TLSA": tlsa}
+# MX hosts that are CNAMEs: alias.D -> TARGET.
+for name, target, tlsa_at, tlsa in (("cname", "mx.cname.signed.test", "mx.cname.signed.test", [3, 1, 1, "$SELF"]),
+                                   ("cnamefb", "mx.cnamefb.signed.test", "alias.cnamefb.signed.test", [3, 1, 1, "$SELF"]),
+                                   ("tacname", "mx.ta.signed.test", "mx.ta.signed.test", [2, 0, 1, "$CA"])):
+    domain = name + ".signed.test"
+    records[domain] = {"MX": [[10, "alias." + domain]]}
+    records["alias." + domain] = {"CNAME": target}
+    records.setdefault(target, {"A": ["127.0.0.1"]})
+    records["_%d._tcp.%s" % (ports[name], tlsa_at)] = {"TLSA": [tlsa]}
 json.dump({"records": records, "signed": ["signed.test"]}, open(sys.argv[1], "w"), indent=1)
 EOF
 python3 "$(dirname "$0")/fake_dns.py" "$T/zones.json" "$DNS_ADDR" "$T/dns.ready" 2>"$T/dns.err" &
@@ -131,8 +147,15 @@ expect_grep "unusable TLSA: the usage is warned about" "warning: _${PORT[unusabl
 expect_grep "TLSA SERVFAIL: deferred with Postfix's text" "to=<u@servfail\.signed\.test>, relay=none, .*status=deferred \(TLSA lookup error for mx\.servfail\.signed\.test:${PORT[servfail]}\)" "$O/log"
 expect_grep "unsigned zone: opportunistic TLS" "^Untrusted TLS connection established to $(p plain)" "$O/log"
 expect_grep "unsigned zone: sent" "to=<u@plain\.unsigned\.test>, .*status=sent" "$O/log"
+pa() { echo "alias\.$1\.signed\.test\[127\.0\.0\.1\]:${PORT[$1]}"; }
+expect_grep "a CNAME'd MX host, TLSA at the expanded name: Verified" "^Verified TLS connection established to $(pa cname): TLSv1\.3" "$O/log"
+expect_grep "a CNAME'd MX host, TLSA at the original name: Verified" "^Verified TLS connection established to $(pa cnamefb): TLSv1\.3" "$O/log"
+expect_grep "a CNAME'd MX host, TLSA 2 0 1 and the expanded name in the certificate: Verified" "^Verified TLS connection established to $(pa tacname): TLSv1\.3" "$O/log"
+for s in cname cnamefb tacname; do
+  expect_grep "a CNAME'd MX host ($s): sent" "to=<u@$s\.signed\.test>, relay=$(pa $s), .*status=sent" "$O/log"
+done
 n=$(cat "$T"/fake/*.mbox 2>/dev/null | grep -c '^Subject: .*-ours$')
-if [ "$n" = 4 ]; then ok "four messages arrived at the servers"; else bad "four messages arrived at the servers" "got $n"; fi
+if [ "$n" = 7 ]; then ok "seven messages arrived at the servers"; else bad "seven messages arrived at the servers" "got $n"; fi
 if cmp -s <(sha256sum </etc/resolv.conf) <(echo "$RESOLV_SUM"); then ok "the machine's /etc/resolv.conf is unchanged"
 else bad "the machine's /etc/resolv.conf is unchanged"; fi
 finish
