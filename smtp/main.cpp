@@ -19,6 +19,7 @@
 #include <csignal>
 
 #include "deliver/agent_session.hpp"
+#include "dns/dnssec_probe.hpp"
 #include "log/log.hpp"
 #include "server/server.hpp"
 #include "smtp/smtp_client.hpp"
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
       }
       agent = std::make_unique<mta::smtp::Agent>(std::move(settings), mta::deliver::ReporterConfig{}, std::move(tls));
       agent->set_service_name(ctx.service_name);
+      mta::dns::process_dnssec_probe().set_spec(ctx.config.get("dnssec_probe"));
       ctx.table_changed = [&agent] { return agent->changed_table(); };
     } catch (const std::exception& e) {
       mta::log::fatal("%s", e.what());

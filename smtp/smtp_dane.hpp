@@ -33,9 +33,9 @@
 // for a minute per next hop, host, port and level, as Postfix caches its
 // policies and TLSA RRsets per process.
 //
-// Known limits: a server host that is a CNAME is looked up under its own
-// name only (Postfix also tries the CNAME target's TLSA and checks the
-// CNAME's DNSSEC status), and a numeric "[address]" next hop never has
+// A server host that is an alias (a validated CNAME) has its TLSA records
+// looked up at the CNAME-expanded name first, then at its own (RFC 7672
+// section 2.2.2, as Postfix).  A numeric "[address]" next hop never has
 // TLSA records.
 #pragma once
 

@@ -184,6 +184,11 @@ class DeliveryRun {
   // ---- addresses (smtp_addr.c)
   std::vector<ServerAddress> domain_addr(const std::string& name);
   std::vector<ServerAddress> host_addr(const std::string& name);
+  // As Postfix with smtp_dns_support_level = dnssec: every question asks
+  // for DNSSEC (which also feeds the process's dnssec_probe).
+  dns::Status lookup(const std::string& name, int type, std::vector<dns::Record>& out, std::string* why) {
+    return s_.dane.dnssec ? a_.resolver().query_dnssec(name, type, out, why) : a_.resolver().query(name, type, out, why);
+  }
   void addr_one(std::vector<ServerAddress>& out, const std::string& host, unsigned pref);
   void sort_addresses(std::vector<ServerAddress>& list, bool shuffle);
 
@@ -429,7 +434,7 @@ void DeliveryRun::addr_one(std::vector<ServerAddress>& out, const std::string& h
     if (s_.ipv6) types.push_back(dns::kTypeAaaa);
     for (int type : types) {
       std::string r;
-      dns::Status st = a_.resolver().query(host, type, rr, &r);
+      dns::Status st = lookup(host, type, rr, &r);
       if (st == dns::Status::ok) {
         found = true;
         continue;
@@ -503,7 +508,7 @@ std::vector<ServerAddress> DeliveryRun::domain_addr(const std::string& name) {
   std::vector<dns::Record> mx;
   std::string reason;
   has_why_ = false;
-  dns::Status st = a_.resolver().query(name, dns::kTypeMx, mx, &reason);
+  dns::Status st = lookup(name, dns::kTypeMx, mx, &reason);
   auto set = [&](const char* status) {
     why_ = deliver::Dsn::simple(status, reason);
     has_why_ = true;

@@ -5,14 +5,16 @@
 usage: fake_dns.py ZONES.json ADDRESS READY_FILE
 
 ZONES.json: {"records": {"name": {"A": ["127.0.0.1"], "MX": [[10, "mx.x"]],
-"TLSA": [[3, 1, 1, "hex"]], "CNAME": "target"}, ...}, "signed": ["signed.test", ...]}.
+"TLSA": [[3, 1, 1, "hex"]], "CNAME": "target"}, ...}, "signed": ["signed.test", ...],
+"unsigned_root": false}.
 Answers UDP questions on ADDRESS:53 for A, MX, TLSA and NS (the root's
 NS, for Postfix's dnssec_probe): the records of that name and type, NODATA
 for a known name without them, NXDOMAIN for an unknown one.  A name with a
 CNAME is answered as a recursive resolver does: the CNAME, then the
 target's answer (chains followed up to 8 links).  The AD bit
 ("authentic data", RFC 4035) is set in answers whose names are all at or
-under a "signed" suffix (and for the root), as a validating resolver would;
+under a "signed" suffix (and for the root, unless "unsigned_root"), as a
+validating resolver would;
 never for others.  TLSA questions for names with a "servfail" label get
 SERVFAIL (a failed lookup).  The READY_FILE
 is written once the socket listens.  Runs until killed.
@@ -72,7 +74,8 @@ def main():
         ident, qflags = struct.unpack(">HH", msg[:4])
         flags = 0x8000 | 0x0400 | (qflags & 0x0100) | 0x0080
         def under_signed(name):
-            return name == "" or any(name == z or name.endswith("." + z) for z in signed)
+            return (name == "" and not zones.get("unsigned_root")) or any(
+                name == z or name.endswith("." + z) for z in signed)
         answers = []
         chain = [qname]
         while qname in records and "CNAME" in records[qname] and qtype != TYPES["CNAME"] and len(chain) < 9:

@@ -19,6 +19,8 @@
 #   cnamefb.signed.test   TLSA 3 1 1 at the original name     -> Verified, sent
 #   tacname.signed.test   CNAME to mx.ta.signed.test, TLSA 2 0 1 there: the
 #                         certificate names the expanded name -> Verified, sent
+# and then, with a root zone the resolver does not validate, one message to
+# plain.unsigned.test: the dnssec_probe warnings, as the real smtp's.
 set -u
 . "$(dirname "$0")/smtp_lib.sh.inc"
 need_oracle
@@ -96,9 +98,16 @@ for name, target, tlsa_at, tlsa in (("cname", "mx.cname.signed.test", "mx.cname.
     records["_%d._tcp.%s" % (ports[name], tlsa_at)] = {"TLSA": [tlsa]}
 json.dump({"records": records, "signed": ["signed.test"]}, open(sys.argv[1], "w"), indent=1)
 EOF
-python3 "$(dirname "$0")/fake_dns.py" "$T/zones.json" "$DNS_ADDR" "$T/dns.ready" 2>"$T/dns.err" &
-BG_PIDS+=($!)
-wait_for 10 test -f "$T/dns.ready" || { bad "the name server starts" "$(cat "$T/dns.err")"; exit 1; }
+python3 -c 'import json, sys; z = json.load(open(sys.argv[1])); z["unsigned_root"] = True; json.dump(z, open(sys.argv[2], "w"))' \
+  "$T/zones.json" "$T/zones-unsigned-root.json"
+start_dns() {  # ZONES: the name server for ZONES on DNS_ADDR
+  rm -f "$T/dns.ready"
+  python3 "$(dirname "$0")/fake_dns.py" "$1" "$DNS_ADDR" "$T/dns.ready" 2>"$T/dns.err" &
+  DNS_PID=$!
+  BG_PIDS+=($DNS_PID)
+  wait_for 10 test -f "$T/dns.ready" || { bad "the name server starts" "$(cat "$T/dns.err")"; exit 1; }
+}
+start_dns "$T/zones.json"
 printf 'nameserver %s\noptions timeout:1 attempts:1\n' "$DNS_ADDR" >"$T/resolv.conf"
 chmod 644 "$T/resolv.conf"
 in_ns() {
@@ -154,6 +163,18 @@ expect_grep "a CNAME'd MX host, TLSA 2 0 1 and the expanded name in the certific
 for s in cname cnamefb tacname; do
   expect_grep "a CNAME'd MX host ($s): sent" "to=<u@$s\.signed\.test>, relay=$(pa $s), .*status=sent" "$O/log"
 done
+# dnssec_probe: with a resolver that does not validate the root, a process
+# whose first DNSSEC answer is not validated (one message to the unsigned
+# zone, each agent in a fresh instance) asks "ns:." once and warns, as the
+# real smtp does.
+kill "$DNS_PID" 2>/dev/null; wait "$DNS_PID" 2>/dev/null
+start_dns "$T/zones-unsigned-root.json"
+inject_all() { inject "u@plain.unsigned.test" "$1-probe"; }
+run_agent real && mv "$T/out/real" "$T/out/probe-real"
+run_agent ours && mv "$T/out/ours" "$T/out/probe-ours"
+same_files "dnssec_probe: the same smtp log lines as the real smtp" "$T/out/probe-real/log" "$T/out/probe-ours/log"
+expect_grep "dnssec_probe: the probe's answer is not validated: warned" "^warning: DNSSEC validation may be unavailable$" "$T/out/probe-ours/log"
+expect_grep "dnssec_probe: and why" "^warning: reason: dnssec_probe 'ns:\.' received a response that is not DNSSEC validated$" "$T/out/probe-ours/log"
 n=$(cat "$T"/fake/*.mbox 2>/dev/null | grep -c '^Subject: .*-ours$')
 if [ "$n" = 7 ]; then ok "seven messages arrived at the servers"; else bad "seven messages arrived at the servers" "got $n"; fi
 if cmp -s <(sha256sum </etc/resolv.conf) <(echo "$RESOLV_SUM"); then ok "the machine's /etc/resolv.conf is unchanged"

@@ -15,6 +15,7 @@
 
 #include "config/config.hpp"
 #include "log/log.hpp"
+#include "log_capture.hpp"
 #include "smtp/smtp_dane.hpp"
 
 using namespace mta;
@@ -80,26 +81,7 @@ Target mx_target(const std::string& domain, const std::string& host) {
   return t;
 }
 
-struct LogCapture {
-  fs::path dir = fs::temp_directory_path() / ("mta-dane-log-" + std::to_string(getpid()));
-  LogCapture() {
-    fs::create_directories(dir);
-    log::init("smtp");
-    log::set_stderr(false);
-    REQUIRE(log::set_file((dir / "log").string()));
-  }
-  ~LogCapture() {
-    log::set_file("");
-    log::set_stderr(true);
-    fs::remove_all(dir);
-  }
-  std::string text() const {
-    std::ifstream in(dir / "log");
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
-};
+using test::LogCapture;
 
 const std::string kDigest(32, '\x11');
 
