@@ -123,6 +123,9 @@ Decision Policy::compute(Mode mode, const Target& t) {
   // When they were, and the host name is an alias, the validated answer
   // names the CNAME-expanded host: RFC 7672 section 2.2.2 looks for TLSA
   // records there first, then at the original name.
+  // An alias whose expansion was not validated (a signed name pointing into
+  // an unsigned zone) still has TLSA records at its own name when the CNAME
+  // itself validates (Postfix's qname_secure()).
   bool host_secure = false;
   std::string expanded;
   bool numeric = t.host.find_first_not_of("0123456789.") == std::string::npos || t.host.find(':') != std::string::npos;
@@ -130,11 +133,23 @@ Decision Policy::compute(Mode mode, const Target& t) {
     bool v6 = t.addr.find(':') != std::string::npos;
     Answer a = dns_.query(t.host, v6 ? dns::kTypeAaaa : dns::kTypeA);
     if (a.status != dns::Status::ok) a = dns_.query(t.host, v6 ? dns::kTypeA : dns::kTypeAaaa);
+    std::string owner = a.status == dns::Status::ok && !a.records.empty() ? a.records.front().name : "";
+    while (!owner.empty() && owner.back() == '.') owner.pop_back();
+    bool alias = !owner.empty() && !same_name(owner, t.host);
     host_secure = a.status == dns::Status::ok && a.authenticated;
-    if (host_secure && !a.records.empty()) {
-      std::string owner = a.records.front().name;
-      while (!owner.empty() && owner.back() == '.') owner.pop_back();
-      if (!owner.empty() && !same_name(owner, t.host)) expanded = owner;
+    if (host_secure && alias) {
+      expanded = owner;
+    } else if (!host_secure && alias && !settings_.force_tlsa) {
+      Answer cname = dns_.query(t.host, dns::kTypeCname);
+      if (cname.status != dns::Status::ok) {
+        log::warning("DNSSEC status lookup error for %s: %s", t.host.c_str(),
+                     cname.status == dns::Status::not_found ? "no longer a CNAME" : cname.why.c_str());
+        d.level = Level::invalid;
+        d.status = "4.7.5";
+        d.reason = "TLSA lookup error for " + t.host + ":" + std::to_string(t.port);
+        return d;
+      }
+      host_secure = cname.authenticated;
     }
   }
   std::vector<std::string> bases;
@@ -190,13 +205,11 @@ Decision Policy::compute(Mode mode, const Target& t) {
     d.level = Level::half_dane;  // logged as "Trusted", not "Verified"
   }
   // With DANE the names are not configurable: the TLSA base domain (also
-  // the SNI name), the host's other name when it is an alias, and the
-  // next-hop domain of a validated MX lookup (Postfix's dane_init()).
+  // the SNI name), and the next-hop domain when an MX lookup named the host
+  // (Postfix's dane_init()).
   d.base_domain = base;
   d.match_names = {base};
-  for (const std::string& n : bases)
-    if (!same_name(n, base)) d.match_names.push_back(n);
-  if (via_mx && mx_secure && !t.domain.empty()) d.match_names.push_back(t.domain);
+  if (via_mx && !t.domain.empty() && !same_name(t.domain, base)) d.match_names.push_back(t.domain);
   return d;
 }
 

@@ -38,7 +38,17 @@ std::string type_name(int type) {
     case 2: return "NS";
     case 6: return "SOA";
     case 12: return "PTR";
+    case 13: return "HINFO";
     case 33: return "SRV";
+    case 35: return "NAPTR";
+    case 43: return "DS";
+    case 44: return "SSHFP";
+    case 46: return "RRSIG";
+    case 47: return "NSEC";
+    case 48: return "DNSKEY";
+    case 50: return "NSEC3";
+    case 255: return "ANY";
+    case 257: return "CAA";
     default: return "type" + std::to_string(type);
   }
 }
@@ -115,15 +125,18 @@ Status Resolver::ask(const std::string& name, int type, std::vector<Record>& out
     if (why) *why = "Name service initialization failure";
     return Status::fail;
   }
-  std::vector<unsigned char> answer(65536);
+  std::vector<unsigned char> answer(65536);  // zero: no reply yet (see the AD bit below)
   // The DNSSEC options hold for this question only, as in Postfix's
   // dns_query(), which saves and restores _res.options around it.
   const unsigned long saved_options = state_->res.options;
   state_->res.options |= extra_options;
   int len = res_nquery(&state_->res, name.c_str(), ns_c_in, type, answer.data(), static_cast<int>(answer.size()));
   state_->res.options = saved_options;
-  // RFC 4035 section 3.2.3: the AD bit is the fourth octet's 0x20.
-  if (len >= 4 && extra_options != 0) authenticated_ = (answer[3] & 0x20) != 0;
+  // RFC 4035 section 3.2.3: the AD bit is the fourth octet's 0x20.  It
+  // counts for a negative answer too (a validated NXDOMAIN or NODATA, for
+  // which res_nquery() returns -1 with the reply in the buffer: its QR bit
+  // says that one came), as in Postfix's dns_query().
+  if (extra_options != 0 && (answer[2] & 0x80) != 0) authenticated_ = (answer[3] & 0x20) != 0;
   if (len < 0) {
     int err = state_->res.res_h_errno;
     fail_text(h_error_text(err));

@@ -14,8 +14,10 @@ std::optional<ProbeQuestion> parse_dnssec_probe(std::string_view spec) {
   static const struct {
     const char* name;
     int type;
-  } kTypes[] = {{"a", 1},  {"ns", 2},   {"cname", 5}, {"soa", 6},  {"ptr", 12},  {"mx", 15},
-                {"txt", 16}, {"aaaa", 28}, {"srv", 33},  {"tlsa", 52}, {"any", 255}};
+  } kTypes[] = {{"a", 1},       {"ns", 2},     {"cname", 5},  {"soa", 6},    {"ptr", 12},  {"hinfo", 13},
+                {"mx", 15},     {"txt", 16},   {"aaaa", 28},  {"srv", 33},   {"naptr", 35}, {"ds", 43},
+                {"sshfp", 44},  {"rrsig", 46}, {"nsec", 47},  {"dnskey", 48}, {"nsec3", 50}, {"tlsa", 52},
+                {"any", 255},   {"caa", 257}};
   for (const auto& t : kTypes)
     if (::strcasecmp(t.name, type.c_str()) == 0) return ProbeQuestion{t.type, std::string(spec.substr(colon + 1))};
   return std::nullopt;

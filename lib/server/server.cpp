@@ -326,18 +326,21 @@ class Skeleton {
     pollfd p[2] = {{fd, POLLIN, 0}, {kLifelineFd, POLLIN, 0}};
     nfds_t n = under_master_ && fd_open(kLifelineFd) ? 2 : 1;
     int wait_ms = max_idle_ > 0 ? static_cast<int>(std::min<long long>(max_idle_, 3600) * 1000) : -1;
-    int r;
-    do r = ::poll(p, n, wait_ms);
-    while (r < 0 && errno == EINTR);
-    if (r <= 0) return false;  // max_idle passed
-    if (n == 2 && p[1].revents) {
-      master_gone_ = true;  // the lifeline event, still pending, ends the loop
-      return false;
+    for (;;) {
+      int r = ::poll(p, n, wait_ms);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return false;  // max_idle passed
+      if (n == 2 && p[1].revents) {
+        master_gone_ = true;  // the lifeline event, still pending, ends the loop
+        return false;
+      }
+      char byte;
+      ssize_t got = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;  // woken for nothing
+      if (got <= 0) return false;  // the client is done
+      ++uses_;
+      return true;
     }
-    char byte;
-    if (::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) <= 0) return false;  // the client is done
-    ++uses_;
-    return true;
   }
 
   void listen_ready(int listen_fd) {

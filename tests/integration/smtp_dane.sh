@@ -19,6 +19,8 @@
 #   cnamefb.signed.test   TLSA 3 1 1 at the original name     -> Verified, sent
 #   tacname.signed.test   CNAME to mx.ta.signed.test, TLSA 2 0 1 there: the
 #                         certificate names the expanded name -> Verified, sent
+#   cnameins.signed.test  a signed CNAME into an unsigned zone, TLSA 3 1 1 at
+#                         the alias (Postfix's qname_secure()) -> Verified, sent
 # and then, with a root zone the resolver does not validate, one message to
 # plain.unsigned.test: the dnssec_probe warnings, as the real smtp's.
 set -u
@@ -51,7 +53,7 @@ certsum() { openssl x509 -in "$1" -outform DER | sha256sum | cut -d' ' -f1; }
 SELF=$(spki "$C/self.pem") OTHER=$(spki "$C/other.pem") CA=$(certsum "$C/ca.pem")
 
 # ---- the SMTP servers, one port per case
-CASES=(ee bad ta unusable servfail plain cname cnamefb tacname)
+CASES=(ee bad ta unusable servfail plain cname cnamefb tacname cnameins)
 declare -A PORT
 SPECS=()
 for s in "${CASES[@]}"; do
@@ -79,7 +81,7 @@ cases = {"ee": [[3, 1, 1, "$SELF"]], "bad": [[3, 1, 1, "$OTHER"]], "ta": [[2, 0,
          "unusable": [[1, 1, 1, "$SELF"]], "servfail": [], "plain": [[3, 1, 1, "$OTHER"]]}
 ports = {"ee": ${PORT[ee]}, "bad": ${PORT[bad]}, "ta": ${PORT[ta]}, "unusable": ${PORT[unusable]},
          "servfail": ${PORT[servfail]}, "plain": ${PORT[plain]}, "cname": ${PORT[cname]},
-         "cnamefb": ${PORT[cnamefb]}, "tacname": ${PORT[tacname]}}
+         "cnamefb": ${PORT[cnamefb]}, "tacname": ${PORT[tacname]}, "cnameins": ${PORT[cnameins]}}
 records = {}
 for name, tlsa in cases.items():
     domain = "plain.unsigned.test" if name == "plain" else name + ".signed.test"
@@ -90,7 +92,9 @@ for name, tlsa in cases.items():
 # MX hosts that are CNAMEs: alias.D -> TARGET.
 for name, target, tlsa_at, tlsa in (("cname", "mx.cname.signed.test", "mx.cname.signed.test", [3, 1, 1, "$SELF"]),
                                    ("cnamefb", "mx.cnamefb.signed.test", "alias.cnamefb.signed.test", [3, 1, 1, "$SELF"]),
-                                   ("tacname", "mx.ta.signed.test", "mx.ta.signed.test", [2, 0, 1, "$CA"])):
+                                   ("tacname", "mx.ta.signed.test", "mx.ta.signed.test", [2, 0, 1, "$CA"]),
+                                   ("cnameins", "mx.cnameins.unsigned.test", "alias.cnameins.signed.test",
+                                    [3, 1, 1, "$SELF"])):
     domain = name + ".signed.test"
     records[domain] = {"MX": [[10, "alias." + domain]]}
     records["alias." + domain] = {"CNAME": target}
@@ -160,7 +164,8 @@ pa() { echo "alias\.$1\.signed\.test\[127\.0\.0\.1\]:${PORT[$1]}"; }
 expect_grep "a CNAME'd MX host, TLSA at the expanded name: Verified" "^Verified TLS connection established to $(pa cname): TLSv1\.3" "$O/log"
 expect_grep "a CNAME'd MX host, TLSA at the original name: Verified" "^Verified TLS connection established to $(pa cnamefb): TLSv1\.3" "$O/log"
 expect_grep "a CNAME'd MX host, TLSA 2 0 1 and the expanded name in the certificate: Verified" "^Verified TLS connection established to $(pa tacname): TLSv1\.3" "$O/log"
-for s in cname cnamefb tacname; do
+expect_grep "a signed CNAME into an unsigned zone, TLSA at the alias: Verified" "^Verified TLS connection established to $(pa cnameins): TLSv1\.3" "$O/log"
+for s in cname cnamefb tacname cnameins; do
   expect_grep "a CNAME'd MX host ($s): sent" "to=<u@$s\.signed\.test>, relay=$(pa $s), .*status=sent" "$O/log"
 done
 # dnssec_probe: with a resolver that does not validate the root, a process
@@ -176,7 +181,7 @@ same_files "dnssec_probe: the same smtp log lines as the real smtp" "$T/out/prob
 expect_grep "dnssec_probe: the probe's answer is not validated: warned" "^warning: DNSSEC validation may be unavailable$" "$T/out/probe-ours/log"
 expect_grep "dnssec_probe: and why" "^warning: reason: dnssec_probe 'ns:\.' received a response that is not DNSSEC validated$" "$T/out/probe-ours/log"
 n=$(cat "$T"/fake/*.mbox 2>/dev/null | grep -c '^Subject: .*-ours$')
-if [ "$n" = 7 ]; then ok "seven messages arrived at the servers"; else bad "seven messages arrived at the servers" "got $n"; fi
+if [ "$n" = 8 ]; then ok "eight messages arrived at the servers"; else bad "eight messages arrived at the servers" "got $n"; fi
 if cmp -s <(sha256sum </etc/resolv.conf) <(echo "$RESOLV_SUM"); then ok "the machine's /etc/resolv.conf is unchanged"
 else bad "the machine's /etc/resolv.conf is unchanged"; fi
 finish

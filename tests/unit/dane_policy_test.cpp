@@ -205,6 +205,66 @@ TEST_CASE("dane: a failed TLSA lookup defers the host", "[dane]") {
                                          "try again"));
 }
 
+// An MX host that is an alias: its A answer's owner is the CNAME target.
+void alias_host(FakeDns& dns, const std::string& alias, const std::string& target, bool ad) {
+  dns.set("example.org", dns::kTypeMx, dns::Status::ok, true, {alias});
+  dns.set(alias, dns::kTypeA, dns::Status::ok, ad, {"192.0.2.1"});
+  dns.answers[alias + "/" + std::to_string(dns::kTypeA)].records[0].name = target;
+}
+
+TEST_CASE("dane: a validated alias: TLSA at the expanded name first, then at the alias", "[dane]") {
+  FakeDns dns;
+  alias_host(dns, "mx.example.org", "host.provider.example", true);
+  dns.set("_25._tcp.host.provider.example", dns::kTypeTlsa, dns::Status::ok, true, {tlsa(2, 0, 1, kDigest)});
+  Decision d = Policy(dnssec_settings(), dns).decide(Mode::dane, mx_target("example.org", "mx.example.org"));
+  CHECK(d.level == Level::dane);
+  CHECK(d.base_domain == "host.provider.example");
+  // DANE-TA names: the base domain and the next-hop domain (Postfix's dane_init()).
+  CHECK(d.match_names == std::vector<std::string>{"host.provider.example", "example.org"});
+  CHECK(std::count(dns.asked.begin(), dns.asked.end(), "_25._tcp.mx.example.org/TLSA") == 0);
+
+  FakeDns dns2;  // nothing at the expanded name: the alias's own records
+  alias_host(dns2, "mx.example.org", "host.provider.example", true);
+  dns2.set("_25._tcp.mx.example.org", dns::kTypeTlsa, dns::Status::ok, true, {tlsa(3, 1, 1, kDigest)});
+  d = Policy(dnssec_settings(), dns2).decide(Mode::dane, mx_target("example.org", "mx.example.org"));
+  CHECK(d.level == Level::dane);
+  CHECK(d.base_domain == "mx.example.org");
+  std::vector<std::string> order;
+  for (const std::string& q : dns2.asked)
+    if (q.find("/TLSA") != std::string::npos) order.push_back(q);
+  CHECK(order == std::vector<std::string>{"_25._tcp.host.provider.example/TLSA", "_25._tcp.mx.example.org/TLSA"});
+}
+
+TEST_CASE("dane: an alias into an unsigned zone counts when the CNAME itself validates", "[dane]") {
+  FakeDns dns;
+  alias_host(dns, "mx.example.org", "host.unsigned.example", false);
+  dns.set("mx.example.org", dns::kTypeCname, dns::Status::ok, true, {"host.unsigned.example"});
+  dns.set("_25._tcp.mx.example.org", dns::kTypeTlsa, dns::Status::ok, true, {tlsa(3, 1, 1, kDigest)});
+  Decision d = Policy(dnssec_settings(), dns).decide(Mode::dane, mx_target("example.org", "mx.example.org"));
+  CHECK(d.level == Level::dane);
+  CHECK(d.base_domain == "mx.example.org");
+  CHECK(std::count(dns.asked.begin(), dns.asked.end(), "_25._tcp.host.unsigned.example/TLSA") == 0);
+
+  FakeDns insecure;  // the CNAME is not validated either: no TLSA lookup at all
+  alias_host(insecure, "mx.example.org", "host.unsigned.example", false);
+  insecure.set("mx.example.org", dns::kTypeCname, dns::Status::ok, false, {"host.unsigned.example"});
+  d = Policy(dnssec_settings(), insecure).decide(Mode::dane, mx_target("example.org", "mx.example.org"));
+  CHECK(d.level == Level::may);
+  CHECK(std::none_of(insecure.asked.begin(), insecure.asked.end(),
+                     [](const std::string& q) { return q.find("/TLSA") != std::string::npos; }));
+}
+
+TEST_CASE("dane: the CNAME's own lookup failing defers, with Postfix's warning", "[dane]") {
+  LogCapture log;
+  FakeDns dns;
+  alias_host(dns, "mx.example.org", "host.unsigned.example", false);  // no CNAME answer: "no longer a CNAME"
+  Decision d = Policy(dnssec_settings(), dns).decide(Mode::dane, mx_target("example.org", "mx.example.org"));
+  CHECK(d.level == Level::invalid);
+  CHECK(d.status == "4.7.5");
+  CHECK(d.reason == "TLSA lookup error for mx.example.org:25");
+  CHECK_THAT(log.text(), Catch::Contains("warning: DNSSEC status lookup error for mx.example.org: no longer a CNAME"));
+}
+
 TEST_CASE("dane without DNSSEC lookups: may with a warning, dane-only defers", "[dane]") {
   LogCapture log;
   FakeDns dns;
