@@ -35,13 +35,7 @@ cp "$MTA_SOURCE_DIR/conf/main.cf" "$T/main.cf"
 sed -i 's|^\(qmgr .*\)qmgr$|\1qmgr -v|' "$T/master.cf"
 printf '%s\n' "oncediscard unix -      -       n       -       -       discard" "  -o max_use=1" >> "$T/master.cf"
 HAVE_ORACLE=0
-if [ -x "$ORACLE_DIR/usr/lib/postfix/sbin/discard" ]; then
-  HAVE_ORACLE=1
-  printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' "$ORACLE_DIR/usr/lib/postfix" \
-    "$ORACLE_DIR/usr/lib/postfix/sbin/discard" > "$T/realdiscard"
-  chmod 755 "$T/realdiscard"
-  echo "pfdiscard unix  -       -       n       -       -       $T/realdiscard" >> "$T/master.cf"
-fi
+oracle_agent "$ORACLE_DIR" discard pfdiscard "$T/master.cf" && HAVE_ORACLE=1
 "$B/postconf" -c "$T" -e "queue_directory = $T/queue" "data_directory = $T/data" \
   "daemon_directory = $B" "command_directory = $B" "maillog_file = $T/maillog" \
   "maillog_file_prefixes = $T" "inet_interfaces = loopback-only" "inet_protocols = ipv4" \

@@ -41,9 +41,7 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
-FAILS=0 CHECKS=0
-ok() { CHECKS=$((CHECKS + 1)); echo "ok - $1"; }
-bad() { CHECKS=$((CHECKS + 1)); FAILS=$((FAILS + 1)); echo "not ok - $1"; shift; for l in "$@"; do echo "#   $l"; done; }
+. "$MTA_SOURCE_DIR/tests/integration/tap.sh.inc"
 eventually() { local i; for i in $(seq 300); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done; return 1; }
 check() { local name=$1; shift; if eventually "$@"; then ok "$name"; else bad "$name" "$(tail -5 "$T/maillog")"; fi; }
 
@@ -88,13 +86,7 @@ oursmtp   unix  -       -       n       -       -       smtp
 slowstart unix  -       -       n       -       -       $T/slowagent
 EOF
 HAVE_ORACLE=0
-if [ -x "$ORACLE_DIR/usr/lib/postfix/sbin/smtp" ]; then
-  HAVE_ORACLE=1
-  printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' "$ORACLE_DIR/usr/lib/postfix" \
-    "$ORACLE_DIR/usr/lib/postfix/sbin/smtp" > "$T/realsmtp"
-  chmod 755 "$T/realsmtp"
-  echo "deadsmtp  unix  -       -       n       -       -       $T/realsmtp" >> "$T/master.cf"
-fi
+oracle_agent "$ORACLE_DIR" smtp deadsmtp "$T/master.cf" && HAVE_ORACLE=1
 "$B/postconf" -c "$T" -e "queue_directory = $T/queue" "data_directory = $T/data" \
   "daemon_directory = $B" "command_directory = $B" "maillog_file = $T/maillog" \
   "maillog_file_prefixes = $T" "inet_interfaces = loopback-only" "inet_protocols = ipv4" \

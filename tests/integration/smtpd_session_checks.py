@@ -126,6 +126,56 @@ def test_clean_session():
           in_log(r"disconnect from localhost\[127\.0\.0\.1\] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5"))
 
 
+def test_body_bytes():
+    # A body of 15 KB sent in uneven pieces with pauses, so that smtpd reads
+    # it in many parts (lines cut between reads, a CR apart from its LF),
+    # with a dot-stuffed line and a line over line_length_limit (2048):
+    # the mailbox file has exactly the lines that were sent.
+    u = user(ARGS.user)
+    lines = ["body bytes marker"]
+    for i in range(160):
+        lines.append("line %03d %s" % (i, "abcdefghij"[: i % 10] * (i % 9 + 1)))
+    lines.insert(50, ".starts with a dot")
+    lines.insert(90, "L" * 3000)
+    wire = "".join(("." + l if l.startswith(".") else l) + "\r\n" for l in lines).encode()
+    wire = b"Subject: body bytes\r\n\r\n" + wire + b".\r\n"
+    sock = socket.create_connection(("127.0.0.1", ARGS.port), 10)
+    f = sock.makefile("rb")
+
+    def reply():
+        while True:
+            line = f.readline()
+            if not line or line[3:4] != b"-":
+                return line
+
+    reply()
+    for cmd in (b"EHLO client.example", b"MAIL FROM:<sender@example.org>", b"RCPT TO:<%s>" % u.encode(), b"DATA"):
+        sock.sendall(cmd + b"\r\n")
+        reply()
+    pos, n = 0, 0
+    while pos < len(wire):
+        step = 700 + (n * 997) % 2600
+        if n == 3:  # one piece that ends in a CR, its LF in the next one
+            step = wire.index(b"\r\n", pos + 100) + 1 - pos
+        sock.sendall(wire[pos:pos + step])
+        pos += step
+        n += 1
+        time.sleep(0.01)
+    end = reply()
+    sock.sendall(b"QUIT\r\n")
+    reply()
+    sock.close()
+    check("a 15 KB body in %d pieces is accepted" % n, end.startswith(b"250 "), end)
+    path = eventually(lambda: maildir_has("body bytes marker"))
+    check("the 15 KB body reaches the Maildir", path)
+    if path:
+        text = open(path, encoding="latin-1").read()
+        body = text.split("\n\n", 1)[1] if "\n\n" in text else ""
+        want = "".join(l + "\n" for l in lines)
+        check("every line arrives as sent (dot-unstuffed, the long line whole)", body == want,
+              "got %d bytes, want %d" % (len(body), len(want)))
+
+
 def test_swaks():
     u = user(ARGS.user)
     for label, extra in (("swaks", []), ("swaks --pipeline", ["--pipeline"])):
@@ -414,7 +464,7 @@ def main():
             break
         except OSError:
             time.sleep(0.2)
-    for test in (test_clean_session, test_swaks, test_relay_control, test_auth, test_size, test_access_actions,
+    for test in (test_clean_session, test_body_bytes, test_swaks, test_relay_control, test_auth, test_size, test_access_actions,
                  test_bad_input, test_tls, test_limits, test_shutdown):
         try:
             test()
