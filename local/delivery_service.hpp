@@ -9,8 +9,9 @@
 //      the same message to another agent after a restart;
 //   4. deliver each recipient (LocalAgent), marking finished ones done in
 //      the queue file;
-//   5. reply {DSN of the hop (empty), status = 0 | -1} and wait for qmgr to
-//      close.
+//   5. reply {DSN of the hop (empty), status = 0 | -1}; then qmgr's next
+//      request on the same connection (while ServerContext::next_request
+//      allows), or its close.
 //
 // A request that cannot be read, or whose queue file cannot be opened, gets
 // no reply: qmgr then defers the message ("unknown mail transport error").

@@ -542,8 +542,7 @@ void QueueManager::dispatch() {
     auto ready = [this](const std::string& transport) {
       auto it = connecting_.find(transport);
       if (it == connecting_.end() || it->second < kMaxConnecting) return true;
-      auto idle = idle_agents_.find(transport);
-      return idle != idle_agents_.end() && !idle->second.empty();
+      return has_idle_agent(transport);
     };
     while (auto sel = scheduler_->select(now_seconds(), ready)) {
       auto it = jobs_.find(sel->id);
@@ -798,22 +797,30 @@ void QueueManager::park_agent(const std::string& transport, ipc::Channel channel
   idle_agents_[transport].push_back(std::move(idle));
 }
 
-bool QueueManager::take_agent(Job* job) {
-  auto it = idle_agents_.find(job->transport);
+// True when TRANSPORT has a kept connection whose agent is still there; the
+// others (an agent that has left shows as readable: EOF), and all of them
+// while the transport's reuse is paused, are dropped.
+bool QueueManager::has_idle_agent(const std::string& transport) {
+  auto it = idle_agents_.find(transport);
   if (it == idle_agents_.end()) return false;
-  std::unique_ptr<IdleAgent> idle;
-  while (!it->second.empty() && !idle) {
-    idle = std::move(it->second.back());
-    it->second.pop_back();
-    event_free(idle->event);
-    // An agent that has left already shows as readable (EOF).
+  auto paused = no_reuse_until_.find(transport);
+  bool drop_all = paused != no_reuse_until_.end() && paused->second > now_seconds();
+  std::erase_if(it->second, [drop_all](const std::unique_ptr<IdleAgent>& idle) {
     pollfd p{idle->channel.stream().fd(), POLLIN, 0};
-    if (::poll(&p, 1, 0) != 0) {
-      idle->channel.close();
-      idle.reset();
-    }
-  }
-  if (!idle) return false;
+    if (!drop_all && ::poll(&p, 1, 0) == 0) return false;
+    event_free(idle->event);
+    idle->channel.close();
+    return true;
+  });
+  return !it->second.empty();
+}
+
+bool QueueManager::take_agent(Job* job) {
+  if (!has_idle_agent(job->transport)) return false;
+  auto& list = idle_agents_[job->transport];
+  std::unique_ptr<IdleAgent> idle = std::move(list.back());
+  list.pop_back();
+  event_free(idle->event);
   job->channel = std::move(idle->channel);
   job->reused = true;
   log::debug("%s: reusing connection to %s/%s", job->message->id.c_str(), std::string(proto::kClassPrivate).c_str(),

@@ -113,6 +113,7 @@ class QueueManager {
   static void on_idle_agent(evutil_socket_t fd, short what, void* arg);
   void park_agent(const std::string& transport, ipc::Channel channel);
   bool take_agent(Job* job);
+  bool has_idle_agent(const std::string& transport);
   void reconnect(Job* job);
   bool recipients_touched(const Job& job, std::vector<size_t>* left) const;
   static void on_timer(evutil_socket_t, short, void* arg);

@@ -110,10 +110,13 @@ Decision Policy::compute(Mode mode, const Target& t) {
   // without MX is its own host, as Postfix's iter->mx is then null).
   bool via_mx = false;
   bool mx_secure = false;
+  std::string mx_owner;  // the MX records' owner: the next-hop domain, or what it is an alias of
   if (!t.domain.empty()) {
     Answer mx = dns_.query(t.domain, dns::kTypeMx);
     via_mx = mx.status != dns::Status::not_found;
     mx_secure = mx.status == dns::Status::ok && mx.authenticated;
+    if (mx.status == dns::Status::ok && !mx.records.empty()) mx_owner = mx.records.front().name;
+    while (!mx_owner.empty() && mx_owner.back() == '.') mx_owner.pop_back();
   }
   if (via_mx && !mx_secure && (mode == Mode::dane_only || settings_.insecure_mx == InsecureMx::may))
     return incompat(Incompat::dest, "non DNSSEC destination");
@@ -205,11 +208,18 @@ Decision Policy::compute(Mode mode, const Target& t) {
     d.level = Level::half_dane;  // logged as "Trusted", not "Verified"
   }
   // With DANE the names are not configurable: the TLSA base domain (also
-  // the SNI name), and the next-hop domain when an MX lookup named the host
-  // (Postfix's dane_init()).
+  // the SNI name), and when an MX lookup named the host, the MX records'
+  // owner and the next-hop domain (Postfix's dane_init(): rname, qname).
   d.base_domain = base;
   d.match_names = {base};
-  if (via_mx && !t.domain.empty() && !same_name(t.domain, base)) d.match_names.push_back(t.domain);
+  if (via_mx) {
+    for (const std::string& n : {mx_owner, t.domain}) {
+      if (n.empty()) continue;
+      bool known = false;
+      for (const std::string& m : d.match_names) known = known || same_name(m, n);
+      if (!known) d.match_names.push_back(n);
+    }
+  }
   return d;
 }
 

@@ -16,8 +16,10 @@
 //                  "non DNSSEC destination"), "encrypt", or DANE that logs
 //                  "Trusted" instead of "Verified" (policy "dane");
 //   TLSA           looked up at _PORT._tcp.HOST only when the host's
-//                  address records were validated (or with
-//                  smtp_tls_force_insecure_host_tlsa_lookup); a validated
+//                  address records were validated (first at the name they
+//                  are the records of, when HOST is a CNAME), or when HOST
+//                  is a validated CNAME into an unsigned zone, or with
+//                  smtp_tls_force_insecure_host_tlsa_lookup; a validated
 //                  answer with usable records (tls::usable_tlsa()):
 //                  mandatory TLS authenticated by them; records that are
 //                  all unusable: "encrypt" (mandatory, unauthenticated);

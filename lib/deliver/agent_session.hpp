@@ -1,6 +1,6 @@
-// agent_session.hpp: one qmgr connection to a delivery agent (error,
-// retry, discard, virtual, pipe), as Postfix's deliver_request_read() and
-// deliver_request_done():
+// agent_session.hpp: a qmgr connection to a delivery agent (error, retry,
+// discard, virtual, pipe, smtp), as Postfix's deliver_request_read() and
+// deliver_request_done(), for each request that qmgr sends on it:
 //
 //   1. announce {protocol=delivery_request_protocol};
 //   2. read the request (ipc/mail_proto.hpp: DeliverRequest, then one list
@@ -14,7 +14,9 @@
 //      (deliver/status_reporter.hpp's StatusReporter), and marks a finished
 //      recipient done in the queue file (R record -> D);
 //   5. reply {hop DSN (empty), status}: 0 when every recipient is finished,
-//      -1 (DEL_STAT_DEFER) otherwise, and wait for qmgr to close.
+//      -1 (DEL_STAT_DEFER) otherwise; then the next request on the same
+//      connection (while ServerContext::next_request allows), or qmgr's
+//      close.
 //
 // A request that cannot be read or whose queue file is unusable gets the
 // reply -1, so that qmgr defers the message.

@@ -325,7 +325,10 @@ class Skeleton {
     if (ctx_.table_changed && !ctx_.table_changed().empty()) return false;  // used_once() logs it
     pollfd p[2] = {{fd, POLLIN, 0}, {kLifelineFd, POLLIN, 0}};
     nfds_t n = under_master_ && fd_open(kLifelineFd) ? 2 : 1;
-    int wait_ms = max_idle_ > 0 ? static_cast<int>(std::min<long long>(max_idle_, 3600) * 1000) : -1;
+    // max_idle, or ipc_timeout when that is off (as the wait for qmgr's
+    // close was before).
+    long long wait_s = max_idle_ > 0 ? max_idle_ : ctx_.config.get_time("ipc_timeout");
+    int wait_ms = static_cast<int>(std::clamp<long long>(wait_s, 1, 3600) * 1000);
     for (;;) {
       int r = ::poll(p, n, wait_ms);
       if (r < 0 && errno == EINTR) continue;

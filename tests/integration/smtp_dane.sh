@@ -173,6 +173,7 @@ done
 # zone, each agent in a fresh instance) asks "ns:." once and warns, as the
 # real smtp does.
 kill "$DNS_PID" 2>/dev/null; wait "$DNS_PID" 2>/dev/null
+keep=(); for p in "${BG_PIDS[@]}"; do [ "$p" = "$DNS_PID" ] || keep+=("$p"); done; BG_PIDS=("${keep[@]}")
 start_dns "$T/zones-unsigned-root.json"
 inject_all() { inject "u@plain.unsigned.test" "$1-probe"; }
 run_agent real && mv "$T/out/real" "$T/out/probe-real"

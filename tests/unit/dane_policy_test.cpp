@@ -223,6 +223,13 @@ TEST_CASE("dane: a validated alias: TLSA at the expanded name first, then at the
   CHECK(d.match_names == std::vector<std::string>{"host.provider.example", "example.org"});
   CHECK(std::count(dns.asked.begin(), dns.asked.end(), "_25._tcp.mx.example.org/TLSA") == 0);
 
+  FakeDns aliased;  // the next-hop domain is itself an alias: its MX records' owner is a name too
+  alias_host(aliased, "mx.example.org", "host.provider.example", true);
+  aliased.answers["example.org/" + std::to_string(dns::kTypeMx)].records[0].name = "mail-domain.example.";
+  aliased.set("_25._tcp.host.provider.example", dns::kTypeTlsa, dns::Status::ok, true, {tlsa(2, 0, 1, kDigest)});
+  d = Policy(dnssec_settings(), aliased).decide(Mode::dane, mx_target("example.org", "mx.example.org"));
+  CHECK(d.match_names == std::vector<std::string>{"host.provider.example", "mail-domain.example", "example.org"});
+
   FakeDns dns2;  // nothing at the expanded name: the alias's own records
   alias_host(dns2, "mx.example.org", "host.provider.example", true);
   dns2.set("_25._tcp.mx.example.org", dns::kTypeTlsa, dns::Status::ok, true, {tlsa(3, 1, 1, kDigest)});
