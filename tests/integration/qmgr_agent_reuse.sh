@@ -36,11 +36,7 @@ sed -i 's|^\(qmgr .*\)qmgr$|\1qmgr -v|' "$T/master.cf"
 printf '%s\n' "oncediscard unix -      -       n       -       -       discard" "  -o max_use=1" >> "$T/master.cf"
 HAVE_ORACLE=0
 oracle_agent "$ORACLE_DIR" discard pfdiscard "$T/master.cf" && HAVE_ORACLE=1
-"$B/postconf" -c "$T" -e "queue_directory = $T/queue" "data_directory = $T/data" \
-  "daemon_directory = $B" "command_directory = $B" "maillog_file = $T/maillog" \
-  "maillog_file_prefixes = $T" "inet_interfaces = loopback-only" "inet_protocols = ipv4" \
-  "myhostname = mail.test.example" "mydestination = \$myhostname, localhost" \
-  "myorigin = \$myhostname" "alias_maps = hash:$T/aliases" "alias_database = hash:$T/aliases" \
+instance_config "$T" "$B" \
   "default_transport = error" "relay_transport = error" "transport_maps = hash:$T/transport" \
   "minimal_backoff_time = 300s" "maximal_backoff_time = 600s" "queue_run_delay = 300s"
 "$B/postconf" -c "$T" -MX smtp/inet

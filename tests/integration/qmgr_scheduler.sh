@@ -87,11 +87,7 @@ slowstart unix  -       -       n       -       -       $T/slowagent
 EOF
 HAVE_ORACLE=0
 oracle_agent "$ORACLE_DIR" smtp deadsmtp "$T/master.cf" && HAVE_ORACLE=1
-"$B/postconf" -c "$T" -e "queue_directory = $T/queue" "data_directory = $T/data" \
-  "daemon_directory = $B" "command_directory = $B" "maillog_file = $T/maillog" \
-  "maillog_file_prefixes = $T" "inet_interfaces = loopback-only" "inet_protocols = ipv4" \
-  "myhostname = mail.test.example" "mydestination = \$myhostname, localhost" \
-  "myorigin = \$myhostname" "alias_maps = hash:$T/aliases" "alias_database = hash:$T/aliases" \
+instance_config "$T" "$B" \
   "home_mailbox = Maildir/" "mail_spool_directory = $T/spool" "default_transport = error" \
   "relay_transport = error" "transport_maps = hash:$T/transport" \
   "minimal_backoff_time = 1s" "maximal_backoff_time = 2s" "queue_run_delay = 1s" \
