@@ -3,6 +3,7 @@
 
 #include <chrono>
 
+#include "deliver/agent_session.hpp"
 #include "ipc/server.hpp"
 #include "local/local_agent.hpp"
 #include "log/log.hpp"
@@ -70,11 +71,7 @@ void serve_delivery_request(int fd, const Settings& settings, AddressResolver& r
     log::warning("%s", st.message().c_str());
     return;
   }
-  // qmgr may send its next delivery on the same connection (see
-  // lib/deliver/agent_session.cpp).
-  while (serve_request(ch, settings, resolver))
-    if (!next_request || !next_request(fd)) break;
-  if (!next_request) ipc::await_close(ch);
+  agent::serve_requests(ch, fd, [&] { return serve_request(ch, settings, resolver); }, next_request);
 }
 
 }  // namespace mta::local

@@ -78,6 +78,7 @@ QueueManager::QueueManager(server::ServerContext& ctx)
   max_lifetime_ = ctx.config.get_time("maximal_queue_lifetime", 'd');
   bounce_lifetime_ = ctx.config.get_time("bounce_queue_lifetime", 'd');
   run_delay_ = ctx.config.get_time("queue_run_delay");
+  daemon_timeout_ = ctx.config.get_time("qmgr_daemon_timeout");
   read_process_limits();
   scheduler_ = std::make_unique<sched::Scheduler>(
       [this](const std::string& t) { return transport_params(t); }, static_cast<double>(min_backoff_));
@@ -579,7 +580,7 @@ bool QueueManager::start_job(Job* job) {
   }
   ipc::ConnectOptions co;
   co.attempts = 1;
-  co.timeout = std::chrono::seconds(ctx_.config.get_time("qmgr_daemon_timeout"));
+  co.timeout = std::chrono::seconds(daemon_timeout_);
   ipc::Status st = ipc::connect_service(job->channel, queue_dir_, proto::kClassPrivate, job->transport, co);
   if (!st) {
     log::warning("connect to transport %s/%s: %s", std::string(proto::kClassPrivate).c_str(),
@@ -597,7 +598,7 @@ bool QueueManager::start_job(Job* job) {
   // cannot keep up.
   ++connecting_[job->transport];
   job->reply_event = event_new(ctx_.base, job->channel.stream().fd(), EV_READ, &QueueManager::on_announce, job);
-  timeval tv{static_cast<time_t>(ctx_.config.get_time("qmgr_daemon_timeout")), 0};
+  timeval tv{static_cast<time_t>(daemon_timeout_), 0};
   event_add(job->reply_event, &tv);
   return true;
 }
@@ -676,7 +677,7 @@ void QueueManager::send_request(Job* job) {
     return;
   }
   job->reply_event = event_new(ctx_.base, job->channel.stream().fd(), EV_READ, &QueueManager::on_reply, job);
-  timeval tv{static_cast<time_t>(ctx_.config.get_time("qmgr_daemon_timeout")), 0};
+  timeval tv{static_cast<time_t>(daemon_timeout_), 0};
   event_add(job->reply_event, &tv);
 }
 
@@ -797,22 +798,25 @@ void QueueManager::park_agent(const std::string& transport, ipc::Channel channel
   idle_agents_[transport].push_back(std::move(idle));
 }
 
-// True when TRANSPORT has a kept connection whose agent is still there; the
-// others (an agent that has left shows as readable: EOF), and all of them
-// while the transport's reuse is paused, are dropped.
+// True when the newest kept connection of TRANSPORT (the one take_agent()
+// takes) still has its agent.  Newest first, the ones whose agent has left
+// (it shows as readable: EOF) are dropped, and all of them while the
+// transport's reuse is paused.
 bool QueueManager::has_idle_agent(const std::string& transport) {
   auto it = idle_agents_.find(transport);
   if (it == idle_agents_.end()) return false;
+  auto& list = it->second;
   auto paused = no_reuse_until_.find(transport);
   bool drop_all = paused != no_reuse_until_.end() && paused->second > now_seconds();
-  std::erase_if(it->second, [drop_all](const std::unique_ptr<IdleAgent>& idle) {
-    pollfd p{idle->channel.stream().fd(), POLLIN, 0};
-    if (!drop_all && ::poll(&p, 1, 0) == 0) return false;
-    event_free(idle->event);
-    idle->channel.close();
-    return true;
-  });
-  return !it->second.empty();
+  while (!list.empty()) {
+    IdleAgent& idle = *list.back();
+    pollfd p{idle.channel.stream().fd(), POLLIN, 0};
+    if (!drop_all && ::poll(&p, 1, 0) == 0) return true;
+    event_free(idle.event);
+    idle.channel.close();
+    list.pop_back();
+  }
+  return false;
 }
 
 bool QueueManager::take_agent(Job* job) {

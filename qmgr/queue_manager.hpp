@@ -185,6 +185,7 @@ class QueueManager {
   void release_recipients(Message& m, long long n);
   void rescan_when_room();
   long long min_backoff_, max_backoff_, max_lifetime_, bounce_lifetime_, run_delay_;
+  long long daemon_timeout_ = 0;  // qmgr_daemon_timeout: an agent's announcement, then its reply
   struct event* timer_ = nullptr;
   struct event* sched_timer_ = nullptr;
   time_t last_deferred_scan_ = 0;

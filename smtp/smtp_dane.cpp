@@ -17,10 +17,21 @@ constexpr std::chrono::seconds kCacheTime{60};
 // Postfix's dane_incompat() error types.
 enum class Incompat { config, dest, cantauth };
 
+// A host name without its trailing dots.
+std::string_view undotted(std::string_view name) {
+  while (!name.empty() && name.back() == '.') name.remove_suffix(1);
+  return name;
+}
+
+// The owner name of an answer's first record, undotted; "" when there is none.
+std::string first_owner(const Answer& a) {
+  return a.status == dns::Status::ok && !a.records.empty() ? std::string(undotted(a.records.front().name)) : "";
+}
+
 // Host names equal but for case and a trailing dot.
 bool same_name(std::string_view a, std::string_view b) {
-  while (!a.empty() && a.back() == '.') a.remove_suffix(1);
-  while (!b.empty() && b.back() == '.') b.remove_suffix(1);
+  a = undotted(a);
+  b = undotted(b);
   return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
 }
 
@@ -115,8 +126,7 @@ Decision Policy::compute(Mode mode, const Target& t) {
     Answer mx = dns_.query(t.domain, dns::kTypeMx);
     via_mx = mx.status != dns::Status::not_found;
     mx_secure = mx.status == dns::Status::ok && mx.authenticated;
-    if (mx.status == dns::Status::ok && !mx.records.empty()) mx_owner = mx.records.front().name;
-    while (!mx_owner.empty() && mx_owner.back() == '.') mx_owner.pop_back();
+    mx_owner = first_owner(mx);
   }
   if (via_mx && !mx_secure && (mode == Mode::dane_only || settings_.insecure_mx == InsecureMx::may))
     return incompat(Incompat::dest, "non DNSSEC destination");
@@ -136,8 +146,7 @@ Decision Policy::compute(Mode mode, const Target& t) {
     bool v6 = t.addr.find(':') != std::string::npos;
     Answer a = dns_.query(t.host, v6 ? dns::kTypeAaaa : dns::kTypeA);
     if (a.status != dns::Status::ok) a = dns_.query(t.host, v6 ? dns::kTypeA : dns::kTypeAaaa);
-    std::string owner = a.status == dns::Status::ok && !a.records.empty() ? a.records.front().name : "";
-    while (!owner.empty() && owner.back() == '.') owner.pop_back();
+    std::string owner = first_owner(a);
     bool alias = !owner.empty() && !same_name(owner, t.host);
     host_secure = a.status == dns::Status::ok && a.authenticated;
     if (host_secure && alias) {

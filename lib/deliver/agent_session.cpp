@@ -180,11 +180,12 @@ void serve_connection(int fd, const config::Config& config, const std::string& s
     log::debug("send initial status: %s", st.message().c_str());
     return;
   }
-  // qmgr keeps the connection for its next delivery to this transport
-  // (Postfix's qmgr makes one connection per delivery; an agent of either
-  // kind serves the other, since a client that closes after one reply ends
-  // the loop).
-  while (serve_request(ch, config, deliver))
+  serve_requests(ch, fd, [&] { return serve_request(ch, config, deliver); }, next_request);
+}
+
+void serve_requests(ipc::Channel& ch, int fd, const std::function<bool()>& serve_one,
+                    const std::function<bool(int fd)>& next_request) {
+  while (serve_one())
     if (!next_request || !next_request(fd)) break;
   if (!next_request) ipc::await_close(ch);
 }

@@ -54,6 +54,16 @@ void serve_connection(int fd, const config::Config& config, const std::string& s
                       const std::function<int(Delivery&)>& deliver,
                       const std::function<bool(int fd)>& next_request = {});
 
+// The request loop of a delivery agent's connection, after the
+// announcement: SERVE_ONE serves one request (false when the connection is
+// done with), then NEXT_REQUEST (ServerContext::next_request) says whether
+// this process takes another.  qmgr keeps the connection for its next
+// delivery to the transport; Postfix's qmgr, which makes one connection
+// per delivery, ends the loop by closing.  Without NEXT_REQUEST: one
+// request, then the wait for the client's close, as Postfix's agents.
+void serve_requests(ipc::Channel& ch, int fd, const std::function<bool()>& serve_one,
+                    const std::function<bool(int fd)>& next_request);
+
 // deliver_completed(): marks the recipient's record done (fatal when the
 // queue file cannot be updated, so that qmgr retries the message).
 void mark_done(Delivery& delivery, const ipc::proto::Recipient& rcpt);

@@ -7,6 +7,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <resolv.h>
+#include <strings.h>
 
 #include <algorithm>
 #include <cstring>
@@ -27,30 +28,29 @@ Resolver::~Resolver() {
   delete state_;
 }
 
+namespace {
+
+// The record types by name (Postfix's dns_strtype() and dns_type()).
+constexpr struct {
+  int type;
+  const char* name;
+} kTypeNames[] = {{kTypeA, "A"},      {2, "NS"},          {kTypeCname, "CNAME"}, {6, "SOA"},    {12, "PTR"},
+                  {13, "HINFO"},      {kTypeMx, "MX"},    {kTypeTxt, "TXT"},     {kTypeAaaa, "AAAA"}, {33, "SRV"},
+                  {35, "NAPTR"},      {43, "DS"},         {44, "SSHFP"},         {46, "RRSIG"}, {47, "NSEC"},
+                  {48, "DNSKEY"},     {50, "NSEC3"},      {kTypeTlsa, "TLSA"},   {255, "ANY"},  {257, "CAA"}};
+
+}  // namespace
+
 std::string type_name(int type) {
-  switch (type) {
-    case kTypeA: return "A";
-    case kTypeAaaa: return "AAAA";
-    case kTypeMx: return "MX";
-    case kTypeTxt: return "TXT";
-    case kTypeTlsa: return "TLSA";
-    case kTypeCname: return "CNAME";
-    case 2: return "NS";
-    case 6: return "SOA";
-    case 12: return "PTR";
-    case 13: return "HINFO";
-    case 33: return "SRV";
-    case 35: return "NAPTR";
-    case 43: return "DS";
-    case 44: return "SSHFP";
-    case 46: return "RRSIG";
-    case 47: return "NSEC";
-    case 48: return "DNSKEY";
-    case 50: return "NSEC3";
-    case 255: return "ANY";
-    case 257: return "CAA";
-    default: return "type" + std::to_string(type);
-  }
+  for (const auto& t : kTypeNames)
+    if (t.type == type) return t.name;
+  return "type" + std::to_string(type);
+}
+
+int type_by_name(std::string_view name) {
+  for (const auto& t : kTypeNames)
+    if (name.size() == std::strlen(t.name) && ::strncasecmp(name.data(), t.name, name.size()) == 0) return t.type;
+  return 0;
 }
 
 namespace {

@@ -29,6 +29,7 @@
 #pragma once
 
 #include <optional>
+#include <string_view>
 #include <random>
 #include <string>
 #include <vector>
@@ -65,8 +66,11 @@ struct Tlsa {
 // octets of usage, selector and matching type (a truncated record).
 std::optional<Tlsa> parse_tlsa(const Record& record);
 
-// "A", "AAAA", "MX", "TXT", "TLSA", "CNAME" (Postfix's dns_strtype()).
+// "A", "AAAA", "MX", "TXT", "TLSA", "CNAME", ... (Postfix's dns_strtype()),
+// "typeN" for a type without a name here.
 std::string type_name(int type);
+// The type named NAME, in any case ("ns", "MX"); 0 when unknown.
+int type_by_name(std::string_view name);
 
 // Upper bounds on resolv.conf's timeout (seconds per try) and attempts;
 // 0 keeps resolv.conf's value.  An event server that serves many sessions

@@ -1,8 +1,6 @@
 // dnssec_probe.cpp: see dnssec_probe.hpp.
 #include "dns/dnssec_probe.hpp"
 
-#include <strings.h>
-
 #include "log/log.hpp"
 
 namespace mta::dns {
@@ -10,17 +8,9 @@ namespace mta::dns {
 std::optional<ProbeQuestion> parse_dnssec_probe(std::string_view spec) {
   size_t colon = spec.find(':');
   if (colon == std::string_view::npos || colon == 0 || colon + 1 == spec.size()) return std::nullopt;
-  std::string type(spec.substr(0, colon));
-  static const struct {
-    const char* name;
-    int type;
-  } kTypes[] = {{"a", 1},       {"ns", 2},     {"cname", 5},  {"soa", 6},    {"ptr", 12},  {"hinfo", 13},
-                {"mx", 15},     {"txt", 16},   {"aaaa", 28},  {"srv", 33},   {"naptr", 35}, {"ds", 43},
-                {"sshfp", 44},  {"rrsig", 46}, {"nsec", 47},  {"dnskey", 48}, {"nsec3", 50}, {"tlsa", 52},
-                {"any", 255},   {"caa", 257}};
-  for (const auto& t : kTypes)
-    if (::strcasecmp(t.name, type.c_str()) == 0) return ProbeQuestion{t.type, std::string(spec.substr(colon + 1))};
-  return std::nullopt;
+  int type = type_by_name(spec.substr(0, colon));
+  if (type == 0) return std::nullopt;
+  return ProbeQuestion{type, std::string(spec.substr(colon + 1))};
 }
 
 void DnssecProbe::after_question(bool validated, const Ask& ask) {

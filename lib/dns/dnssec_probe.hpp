@@ -29,9 +29,8 @@ struct ProbeQuestion {
   std::string name;
 };
 
-// "qtype:qname" (the type by name, any case: a, ns, cname, soa, ptr,
-// hinfo, mx, txt, aaaa, srv, naptr, ds, sshfp, rrsig, nsec, dnskey, nsec3,
-// tlsa, any, caa); nullopt when malformed or of another type.
+// "qtype:qname" (the type by name in any case, as dns::type_by_name()
+// knows them); nullopt when malformed or of another type.
 std::optional<ProbeQuestion> parse_dnssec_probe(std::string_view spec);
 
 class DnssecProbe {

@@ -121,6 +121,10 @@ class Skeleton {
     try {
       queue_dir = ctx_.config.get("queue_directory");
       max_idle_ = ctx_.config.get_time("max_idle");
+      // next_request() waits max_idle, or ipc_timeout when that is off (as
+      // the wait for qmgr's close was before).
+      long long wait_s = max_idle_ > 0 ? max_idle_ : ctx_.config.get_time("ipc_timeout");
+      request_wait_ms_ = static_cast<int>(std::clamp<long long>(wait_s, 1, 3600) * 1000);
       max_use_ = ctx_.config.get_int("max_use");
     } catch (const config::ConfigError& e) {
       log::fatal("%s", e.what());
@@ -325,12 +329,8 @@ class Skeleton {
     if (ctx_.table_changed && !ctx_.table_changed().empty()) return false;  // used_once() logs it
     pollfd p[2] = {{fd, POLLIN, 0}, {kLifelineFd, POLLIN, 0}};
     nfds_t n = under_master_ && fd_open(kLifelineFd) ? 2 : 1;
-    // max_idle, or ipc_timeout when that is off (as the wait for qmgr's
-    // close was before).
-    long long wait_s = max_idle_ > 0 ? max_idle_ : ctx_.config.get_time("ipc_timeout");
-    int wait_ms = static_cast<int>(std::clamp<long long>(wait_s, 1, 3600) * 1000);
     for (;;) {
-      int r = ::poll(p, n, wait_ms);
+      int r = ::poll(p, n, request_wait_ms_);
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0) return false;  // max_idle passed
       if (n == 2 && p[1].revents) {
@@ -527,6 +527,7 @@ class Skeleton {
   bool master_gone_ = false;         // lifeline closed, or a status report failed
   bool updating_capacity_ = false;
   long long max_idle_ = 100, max_use_ = 100, uses_ = 0;
+  int request_wait_ms_ = 100000;  // next_request()'s wait
   const pid_t pid_ = ::getpid();  // for the status reports
 };
 

@@ -66,8 +66,8 @@ struct ServerContext {
   std::function<std::string()> table_changed;
   // Single servers whose client may send several requests on one
   // connection (the delivery agents, with qmgr): called when a request is
-  // done.  Counts it as a use and waits for FD to become readable (the
-  // next request, or the client's close).  False: this process is to take
+  // done.  Waits for FD to become readable (the next request, or the
+  // client's close); each request counts as one use toward max_use.  False: this process is to take
   // no more (max_use reached, a table changed, master is gone or has
   // reloaded, or max_idle passed without a request); the service then
   // returns and the skeleton closes the connection.
