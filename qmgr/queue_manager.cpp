@@ -91,6 +91,7 @@ QueueManager::QueueManager(server::ServerContext& ctx)
 QueueManager::~QueueManager() {
   if (timer_) event_free(timer_);
   if (sched_timer_) event_free(sched_timer_);
+  if (feed_event_) event_free(feed_event_);
   for (auto& [id, job] : jobs_)
     if (job->reply_event) event_free(job->reply_event);
   for (auto& [transport, list] : idle_agents_)
@@ -107,6 +108,7 @@ void QueueManager::start() {
   }
   timer_ = evtimer_new(ctx_.base, &QueueManager::on_timer, this);
   sched_timer_ = evtimer_new(ctx_.base, &QueueManager::on_sched_timer, this);
+  feed_event_ = evtimer_new(ctx_.base, &QueueManager::on_feed, this);
   timeval tv{1, 0};
   evtimer_add(timer_, &tv);
   scan_incoming();
@@ -163,54 +165,85 @@ bool QueueManager::room_for_more() const {
 }
 
 void QueueManager::scan_incoming() {
-  int flags = incoming_flags_;
-  incoming_flags_ = 0;
-  std::vector<std::string> ready;
-  layout_.scan(kIncoming, [&](std::string_view id, const std::string& path) {
-    struct stat st{};
-    if (::stat(path.c_str(), &st) == 0 && queue::is_ready_queue_file(st.st_mode)) ready.emplace_back(id);
-  });
-  incoming_backlog_ = false;
-  for (const std::string& id : ready) {
-    if (!room_for_more()) {
-      incoming_backlog_ = true;
-      break;
-    }
-    std::string error;
-    if (!layout_.move(id, kIncoming, kActive, &error)) {
-      log::warning("%s: %s", id.c_str(), error.c_str());
-      continue;
-    }
-    activate(id, flags);
-  }
-  dispatch();
+  start_scan(true);
+  feed();
 }
 
 void QueueManager::scan_deferred() {
-  int flags = deferred_flags_;
-  deferred_flags_ = 0;
-  last_deferred_scan_ = ::time(nullptr);
-  std::vector<std::string> due;
-  layout_.scan(kDeferred, [&](std::string_view id, const std::string& path) {
+  start_scan(false);
+  feed();
+}
+
+// The ready files of incoming/ or of deferred/ (those whose time has come,
+// or all of them after 'A'), unless a scan of that queue is in progress:
+// then it runs again when that one ends.
+void QueueManager::start_scan(bool incoming) {
+  Scan& scan = incoming ? incoming_scan_ : deferred_scan_;
+  if (!scan.ids.empty()) {
+    scan.again = true;
+    return;
+  }
+  int& flags = incoming ? incoming_flags_ : deferred_flags_;
+  scan.flags = flags;
+  flags = 0;
+  scan.again = false;
+  if (incoming) {
+    incoming_backlog_ = false;
+  } else {
+    deferred_backlog_ = false;
+    last_deferred_scan_ = ::time(nullptr);
+  }
+  bool all = (scan.flags & kScanAll) != 0;
+  time_t last = last_deferred_scan_;
+  layout_.scan(incoming ? kIncoming : kDeferred, [&](std::string_view id, const std::string& path) {
     struct stat st{};
     if (::stat(path.c_str(), &st) != 0 || !queue::is_ready_queue_file(st.st_mode)) return;
-    if ((flags & kScanAll) || st.st_mtime <= last_deferred_scan_) due.emplace_back(id);
+    if (incoming || all || st.st_mtime <= last) scan.ids.emplace_back(id);
   });
-  deferred_backlog_ = false;
-  for (const std::string& id : due) {
-    if (!room_for_more()) {
-      deferred_backlog_ = true;
-      break;
+}
+
+// Moves up to kFeedBatch files of the scans in progress into active/,
+// taking from incoming/ and deferred/ in turn as Postfix's qmgr_loop()
+// does, then starts deliveries; the rest follows on the next pass of the
+// event loop.  A scan that runs out of room stops, and starts again when
+// deliveries free some (rescan_when_room).
+void QueueManager::feed() {
+  size_t moved = 0;
+  bool more = true;
+  while (moved < kFeedBatch && more) {
+    more = false;
+    for (bool incoming : {true, false}) {
+      Scan& scan = incoming ? incoming_scan_ : deferred_scan_;
+      if (scan.ids.empty()) continue;
+      if (!room_for_more()) {
+        (incoming ? incoming_backlog_ : deferred_backlog_) = true;
+        scan.ids.clear();
+        scan.again = false;  // the scan when there is room covers it
+        continue;
+      }
+      std::string id = std::move(scan.ids.front());
+      scan.ids.pop_front();
+      std::string error;
+      if (!layout_.move(id, incoming ? kIncoming : kDeferred, kActive, &error))
+        log::warning("%s: %s", id.c_str(), error.c_str());
+      else
+        activate(id, scan.flags);
+      ++moved;
+      more = more || !scan.ids.empty();
     }
-    std::string error;
-    if (!layout_.move(id, kDeferred, kActive, &error)) {
-      log::warning("%s: %s", id.c_str(), error.c_str());
-      continue;
-    }
-    activate(id, flags);
+  }
+  for (bool incoming : {true, false}) {
+    Scan& scan = incoming ? incoming_scan_ : deferred_scan_;
+    if (scan.ids.empty() && scan.again) start_scan(incoming);
   }
   dispatch();
+  if (!incoming_scan_.ids.empty() || !deferred_scan_.ids.empty()) {
+    timeval now{0, 0};
+    evtimer_add(feed_event_, &now);
+  }
 }
+
+void QueueManager::on_feed(evutil_socket_t, short, void* arg) { static_cast<QueueManager*>(arg)->feed(); }
 
 void QueueManager::activate(const std::string& id, int scan_flags) {
   std::string path = layout_.path(kActive, id), error;

@@ -127,8 +127,23 @@ class QueueManager {
   static constexpr int kAgentIdleTime = 2;  // seconds
 
   bool room_for_more() const;
+  // A queue scan in progress, as Postfix's qmgr_scan: the ready files not
+  // yet moved to active/.  They are fed kFeedBatch at a time, with the
+  // deliveries of those already in active/ started in between (one pass of
+  // the event loop per batch), so that a full incoming/ does not hold back
+  // the first delivery until all of it is in memory.  A scan asked for
+  // while one is in progress runs when it ends.
+  struct Scan {
+    std::deque<std::string> ids;
+    int flags = 0;        // kScanAll, kFlushDfxp
+    bool again = false;   // scan again when this one is done
+  };
+  static constexpr size_t kFeedBatch = 10;
   void scan_incoming();
   void scan_deferred();
+  void start_scan(bool incoming);
+  void feed();
+  static void on_feed(evutil_socket_t, short, void* arg);
   void activate(const std::string& id, int scan_flags);
   void resolve_and_plan(Message& m);
   bool filter_route(const Message& m, const queue::Recipient& r, ipc::proto::ResolveReply* reply) const;
@@ -176,6 +191,8 @@ class QueueManager {
   bool verp_bounces_off_ = false;  // disable_verp_bounces
   std::shared_ptr<const ipc::FlushClient> flush_;  // told about deferred mail (fast_flush_domains)
   int incoming_flags_ = 0, deferred_flags_ = 0;    // for the next scan of each queue
+  Scan incoming_scan_, deferred_scan_;
+  struct event* feed_event_ = nullptr;
   bool dispatching_ = false;
   bool dispatch_again_ = false;
   long long active_limit_, recipient_limit_;
