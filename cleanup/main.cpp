@@ -7,6 +7,12 @@
 //   server: {protocol=cleanup_protocol, queue_id=ID}
 //   client: {flags=N}, then queue-file records through the end record E
 //   server: {status=N, reason=TEXT}   (after the queue file is on disk)
+// Then, ours only, a client may ask for the next message on the same
+// connection: {request=next_message}, and the conversation starts again
+// with a new queue ID (smtpd keeps its connection between messages, as
+// qmgr keeps its agents'); each message counts toward max_use, and a
+// process that is to take no more (max_use, a changed table, a reload)
+// closes instead, as does one that hears nothing for max_idle.
 // What happens to the message is in cleanup_session.hpp.  A client that
 // goes away early, or sends something that is not a record, gets its
 // message thrown away (status "internal protocol error" if it still
@@ -55,17 +61,27 @@ struct Daemon {
   std::unique_ptr<mta::cleanup::BounceClient> trace;
   size_t max_record = 0;
 
-  void serve(int fd);
+  void serve(int fd, mta::server::ServerContext& ctx);
+  bool serve_message(mta::ipc::Channel& ch);
 };
 
-void Daemon::serve(int fd) {
+void Daemon::serve(int fd, mta::server::ServerContext& ctx) {
   mta::ipc::Channel ch = mta::ipc::server_channel(fd, "cleanup socket");
+  while (serve_message(ch) && ctx.next_request && ctx.next_request(fd)) {
+    mta::ipc::proto::CleanupNext next;
+    if (!ch.read(next).ok()) break;  // not ours to understand: the client goes
+  }
+}
+
+// One message; true when its conversation ended as it should (the reply
+// is out), so that the client may ask for another.
+bool Daemon::serve_message(mta::ipc::Channel& ch) {
   mta::cleanup::CleanupSession session(settings, *layout, *rewriter, mapper, bounce.get());
   session.set_trace_client(trace.get());
   std::string error;
   if (!session.open(&error)) {
     mta::log::warning("%s", error.c_str());
-    return;
+    return false;
   }
   std::snprintf(g_path, sizeof g_path, "%s", session.file_path().c_str());
   g_have_path = 1;
@@ -105,8 +121,10 @@ void Daemon::serve(int fd) {
 
   int status = session.finish();
   g_have_path = 0;
+  bool timed_out = ch.stream().timed_out();
   ch.stream().clear_state();
-  (void)mta::ipc::reply(ch, mta::ipc::proto::CleanupReply{status, session.reason()});
+  mta::ipc::Status sent = mta::ipc::reply(ch, mta::ipc::proto::CleanupReply{status, session.reason()});
+  return clean_read && type == 'E' && !timed_out && sent.ok();
 }
 
 }  // namespace
@@ -146,6 +164,6 @@ int main(int argc, char** argv) {
     ::signal(SIGTERM, on_sigterm);
     ::tzset();  // before chroot: Date: and Received: use local time
   };
-  server.service = [&daemon](int fd, mta::server::ServerContext&) { daemon.serve(fd); };
+  server.service = [&daemon](int fd, mta::server::ServerContext& ctx) { daemon.serve(fd, ctx); };
   return mta::server::run_single_server(argc, argv, server);
 }

@@ -13,18 +13,76 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <iterator>
 #include <map>
+#include <vector>
 
 #include "cleanup/cleanup_status.hpp"
 #include "ipc/attr.hpp"
 #include "ipc/mail_proto.hpp"
 #include "ipc/service.hpp"
+#include "log/log.hpp"
 #include "queue/record.hpp"
 
 namespace mta::smtpd {
 
 namespace {
 constexpr size_t kLowWater = 64 * 1024;
+
+// Connections kept after a message (see cleanup_stream.hpp), newest last,
+// each with its socket path.  While kept, a connection that cleanup closes
+// or writes to, or that stays unused for kIdleSeconds, is dropped: cleanup
+// processes are not held for an idle smtpd.
+constexpr size_t kMaxIdle = 16;
+constexpr int kIdleSeconds = 2;
+struct IdleConnection {
+  struct bufferevent* bev;
+  std::string path;
+};
+std::vector<IdleConnection>& idle_connections() {
+  static std::vector<IdleConnection> idle;
+  return idle;
+}
+
+void drop_idle(struct bufferevent* bev) {
+  auto& idle = idle_connections();
+  for (auto it = idle.begin(); it != idle.end(); ++it) {
+    if (it->bev == bev) {
+      idle.erase(it);
+      break;
+    }
+  }
+  bufferevent_free(bev);
+}
+void on_idle_read(struct bufferevent* bev, void*) { drop_idle(bev); }
+void on_idle_event(struct bufferevent* bev, short, void*) { drop_idle(bev); }
+
+void keep_idle(struct bufferevent* bev, const std::string& path) {
+  auto& idle = idle_connections();
+  if (idle.size() >= kMaxIdle) {
+    bufferevent_free(idle.front().bev);
+    idle.erase(idle.begin());
+  }
+  bufferevent_setcb(bev, &on_idle_read, nullptr, &on_idle_event, nullptr);
+  bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+  timeval tv{kIdleSeconds, 0};
+  bufferevent_set_timeouts(bev, &tv, nullptr);
+  bufferevent_disable(bev, EV_WRITE);
+  bufferevent_enable(bev, EV_READ);
+  idle.push_back({bev, path});
+}
+
+struct bufferevent* take_idle(const std::string& path) {
+  auto& idle = idle_connections();
+  for (auto it = idle.rbegin(); it != idle.rend(); ++it) {
+    if (it->path == path) {
+      struct bufferevent* bev = it->bev;
+      idle.erase(std::next(it).base());
+      return bev;
+    }
+  }
+  return nullptr;
+}
 
 // One attribute list in the zero form (name NUL value NUL ... NUL) at the
 // start of IN: the bytes it takes, or 0 while it is incomplete.
@@ -48,6 +106,7 @@ size_t parse_zero_list(struct evbuffer* in, std::map<std::string, std::string>& 
 CleanupStream::~CleanupStream() { close(); }
 
 void CleanupStream::close() {
+  held_.clear();
   if (bev_) bufferevent_free(bev_);
   bev_ = nullptr;
   done_ = nullptr;
@@ -69,7 +128,38 @@ void CleanupStream::open_async(struct event_base* base, const std::string& queue
   close();
   service_ = service;
   flags_ = flags;
+  base_ = base;
+  queue_directory_ = queue_directory;
   opened_ = std::move(opened);
+  std::string path = ipc::service_path(queue_directory, ipc::proto::kClassPublic, service);
+  if (struct bufferevent* kept = take_idle(path)) {
+    // cleanup answers {request=next_message} with a new announcement.
+    log::debug("reusing connection to %s/%s", std::string(ipc::proto::kClassPublic).c_str(), service.c_str());
+    bev_ = kept;
+    reused_ = true;
+    opening_ = true;
+    bufferevent_setcb(bev_, &CleanupStream::on_read, &CleanupStream::on_write, &CleanupStream::on_event, this);
+    timeval tv{100, 0};
+    bufferevent_set_timeouts(bev_, &tv, nullptr);
+    std::string next = "request";
+    next.push_back('\0');
+    next.append(ipc::proto::kCleanupNextMessage);
+    next.push_back('\0');
+    next.push_back('\0');
+    bufferevent_write(bev_, next.data(), next.size());
+    bufferevent_enable(bev_, EV_READ | EV_WRITE);
+    return;
+  }
+  connect_new();
+}
+
+// A new connection to the cleanup service (open_async's parameters).
+void CleanupStream::connect_new() {
+  reused_ = false;
+  const std::string& queue_directory = queue_directory_;
+  const std::string& service = service_;
+  const int flags = flags_;
+  struct event_base* base = base_;
   std::string path = ipc::service_path(queue_directory, ipc::proto::kClassPublic, service);
   sockaddr_un sun{};
   sun.sun_family = AF_UNIX;
@@ -90,7 +180,8 @@ void CleanupStream::open_async(struct event_base* base, const std::string& queue
       // connect would (rare: master adds cleanup processes on demand).
       Opened callback = std::move(opened_);
       std::string error;
-      bool ok = open(base, queue_directory, service, flags, &error);
+      std::string directory = queue_directory, name = service;  // open() starts with close()
+      bool ok = open(base, directory, name, flags, &error);
       opened_ = std::move(callback);
       this->opened(ok, error);
       return;
@@ -116,12 +207,13 @@ bool CleanupStream::parse_hello() {
     return true;
   }
   queue_id_ = id;
+  // {flags} goes out with the first records (held_), in one wakeup of cleanup.
   std::string flags = "flags";
   flags.push_back('\0');
   flags += std::to_string(flags_);
   flags.push_back('\0');
   flags.push_back('\0');
-  bufferevent_write(bev_, flags.data(), flags.size());
+  held_.insert(0, flags);
   bufferevent_set_timeouts(bev_, nullptr, nullptr);
   bufferevent_setwatermark(bev_, EV_WRITE, kLowWater, 0);
   opened(true, "");
@@ -195,6 +287,8 @@ bool CleanupStream::open(struct event_base* base, const std::string& queue_direc
                          int flags, std::string* error) {
   close();
   service_ = service;
+  base_ = base;
+  queue_directory_ = queue_directory;
   ipc::Channel channel;
   ipc::ConnectOptions options;
   options.timeout = std::chrono::seconds(100);
@@ -226,10 +320,16 @@ bool CleanupStream::open(struct event_base* base, const std::string& queue_direc
 
 void CleanupStream::record(char type, std::string_view payload) {
   if (!bev_) return;
-  // Per content line: reuse one buffer rather than allocate a record each time.
-  scratch_.clear();
-  queue::append_record(scratch_, type, payload);
-  bufferevent_write(bev_, scratch_.data(), scratch_.size());
+  // Held back until there is a bulk's worth or the message ends: cleanup
+  // then wakes once for a small message instead of once per SMTP command
+  // and per piece of DATA (each wakeup is a context switch on both sides).
+  queue::append_record(held_, type, payload);
+  if (held_.size() >= kLowWater) flush_held();
+}
+
+void CleanupStream::flush_held() {
+  if (bev_ && !held_.empty()) bufferevent_write(bev_, held_.data(), held_.size());
+  held_.clear();
 }
 
 void CleanupStream::attribute(std::string_view name, std::string_view value) {
@@ -239,7 +339,9 @@ void CleanupStream::attribute(std::string_view name, std::string_view value) {
   record(queue::rec::kAttr, text);
 }
 
-size_t CleanupStream::pending() const { return bev_ ? evbuffer_get_length(bufferevent_get_output(bev_)) : 0; }
+size_t CleanupStream::pending() const {
+  return bev_ ? evbuffer_get_length(bufferevent_get_output(bev_)) + held_.size() : 0;
+}
 
 void CleanupStream::on_drained(std::function<void()> callback) { drained_ = std::move(callback); }
 
@@ -250,6 +352,7 @@ void CleanupStream::finish(Done done) {
     deliver(message::cleanup_stat::kWrite, "");
     return;
   }
+  flush_held();
   // A cleanup that never answers must not hold the session for ever.
   timeval tv{3600, 0};  // ipc_timeout's default
   bufferevent_set_timeouts(bev_, &tv, nullptr);
@@ -278,6 +381,13 @@ void CleanupStream::on_event(struct bufferevent*, short what, void* self) {
   auto* s = static_cast<CleanupStream*>(self);
   if (s->opening_) {
     if (what & BEV_EVENT_CONNECTED) return;  // the announcement comes next
+    if (s->reused_ && (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))) {
+      // cleanup closed the kept connection before it saw our request.
+      bufferevent_free(s->bev_);
+      s->bev_ = nullptr;
+      s->connect_new();
+      return;
+    }
     std::string why = (what & BEV_EVENT_TIMEOUT) ? "timeout"
                       : (what & BEV_EVENT_EOF)   ? "premature end-of-input"
                                                  : std::strerror(EVUTIL_SOCKET_ERROR());
@@ -285,7 +395,7 @@ void CleanupStream::on_event(struct bufferevent*, short what, void* self) {
     return;
   }
   if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-    if (s->finishing_ && s->parse_reply()) return;
+    if (s->finishing_ && s->parse_reply(true)) return;
     bufferevent_free(s->bev_);
     s->bev_ = nullptr;
     if (s->finishing_) {
@@ -308,24 +418,32 @@ void CleanupStream::on_event(struct bufferevent*, short what, void* self) {
 
 // Cleanup's answer {status, reason} in the zero form: name NUL value NUL
 // ... NUL.  True when it was complete (and delivered).
-bool CleanupStream::parse_reply() {
+bool CleanupStream::parse_reply(bool at_eof) {
   if (!bev_) return false;
   struct evbuffer* in = bufferevent_get_input(bev_);
   std::map<std::string, std::string> reply;
   size_t used = parse_zero_list(in, reply);
   if (used == 0) return false;
+  // Kept for the next message only after a conversation that ended as it
+  // should: the whole reply and nothing after it, from cleanup (not
+  // postdrop), on a connection that is still open.
+  bool reusable = !at_eof && child_ < 0 && used == evbuffer_get_length(in);
   evbuffer_drain(in, evbuffer_get_length(in));
   const std::string& status_text = reply["status"];
   const std::string& reason = reply["reason"];
   auto status = ipc::parse_uint32(status_text);
-  deliver(status ? static_cast<int>(*status) : message::cleanup_stat::kBad, reason);
+  deliver(status ? static_cast<int>(*status) : message::cleanup_stat::kBad, reason, reusable && status.has_value());
   return true;
 }
 
-void CleanupStream::deliver(int status, const std::string& reason) {
+void CleanupStream::deliver(int status, const std::string& reason, bool reusable) {
   Done done = std::move(done_);
   done_ = nullptr;
   finishing_ = false;
+  if (reusable && bev_) {
+    keep_idle(bev_, ipc::service_path(queue_directory_, ipc::proto::kClassPublic, service_));
+    bev_ = nullptr;
+  }
   close();
   if (done) done(status, reason);
 }

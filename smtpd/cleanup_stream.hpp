@@ -11,6 +11,13 @@
 // disk (cleanup fsyncs before it answers): only then may smtpd say 250.
 // Destroying the stream before finish() completes closes the connection
 // without the end record, and cleanup throws its incomplete file away.
+//
+// A connection whose conversation ended cleanly is kept (per process, for
+// kIdleSeconds, at most kMaxIdle of them) and the next open_async() asks
+// cleanup on it for another message ({request=next_message}, ours only):
+// no connect, accept and master status reports per message.  When cleanup
+// has closed it meanwhile (max_use, a reload, a Postfix cleanup that
+// serves one message per connection), the stream connects anew.
 #pragma once
 
 #include <functional>
@@ -55,7 +62,8 @@ class CleanupStream {
   void record(char type, std::string_view payload);
   // name=value attribute record (REC_TYPE_ATTR).
   void attribute(std::string_view name, std::string_view value);
-  // Bytes written but not yet taken by cleanup.
+  // Bytes written but not yet taken by cleanup.  record() holds them back
+  // until 64 KB have come or finish().
   size_t pending() const;
   // Called once when the output drains below the low-water mark.
   void on_drained(std::function<void()> callback);
@@ -69,8 +77,10 @@ class CleanupStream {
   static void on_read(struct bufferevent* bev, void* self);
   static void on_write(struct bufferevent* bev, void* self);
   static void on_event(struct bufferevent* bev, short what, void* self);
-  void deliver(int status, const std::string& reason);
-  bool parse_reply();
+  void deliver(int status, const std::string& reason, bool reusable = false);
+  bool parse_reply(bool at_eof = false);
+  void connect_new();
+  void flush_held();
   bool parse_hello();
   void opened(bool ok, const std::string& error);
 
@@ -81,10 +91,13 @@ class CleanupStream {
   std::function<void()> drained_;
   bool finishing_ = false;
   bool opening_ = false;
+  bool reused_ = false;  // opening on a kept connection: fall back to a new one
   int flags_ = 0;
+  struct event_base* base_ = nullptr;
+  std::string queue_directory_;
   Opened opened_;
   int child_ = -1;  // postdrop's pid
-  std::string scratch_;  // the record being written
+  std::string held_;  // records not yet handed to the bufferevent (record())
 };
 
 }  // namespace mta::smtpd

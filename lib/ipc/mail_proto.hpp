@@ -372,6 +372,15 @@ struct CleanupOpen {
   int flags = 0;
   static constexpr auto attr_schema() { return schema(field("flags", &CleanupOpen::flags)); }
 };
+// Ours only: after the reply, a client of ours may ask for another message
+// on the same connection with {request=next_message}; cleanup answers with
+// a new CleanupHello (a new queue file), and the conversation goes on as on
+// a new connection.  Postfix's clients close instead, and ours fall back to
+// a new connection when cleanup closes (max_use, a reload, max_idle).
+inline constexpr std::string_view kCleanupNextMessage = "next_message";
+struct CleanupNext {
+  static constexpr auto attr_schema() { return schema(constant("request", kCleanupNextMessage)); }
+};
 // After the END record: {status=N (CLEANUP_STAT_*, 0 accepted), reason=TEXT}.
 struct CleanupReply {
   int status = 0;
