@@ -11,6 +11,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
 
@@ -46,13 +47,9 @@ RecordStatus read_record(Source& in, const std::string& name, size_t max_length,
     return RecordStatus::error;
   }
   data->reserve(len);
-  for (size_t i = 0; i < len; ++i) {
-    int c = in.get();
-    if (c < 0) {
-      *error = name + ": unexpected EOF in data, record type " + std::to_string(t) + " length " + std::to_string(len);
-      return RecordStatus::error;
-    }
-    data->push_back(static_cast<char>(c));
+  if (!in.append_exact(*data, len)) {
+    *error = name + ": unexpected EOF in data, record type " + std::to_string(t) + " length " + std::to_string(len);
+    return RecordStatus::error;
   }
   return RecordStatus::ok;
 }
@@ -74,6 +71,20 @@ class FdSource {
       len_ = static_cast<size_t>(n);
     }
     return static_cast<unsigned char>(buf_[pos_++]);
+  }
+  // Appends exactly N bytes to OUT; false at the end or an error.
+  bool append_exact(std::string& out, size_t n) {
+    while (n > 0) {
+      if (pos_ == len_) {
+        if (get() < 0) return false;
+        --pos_;
+      }
+      size_t take = std::min(n, len_ - pos_);
+      out.append(buf_ + pos_, take);
+      pos_ += take;
+      n -= take;
+    }
+    return true;
   }
   int error() const { return error_; }
 

@@ -253,6 +253,7 @@ Session::Outcome Session::cmd_data(std::string_view args) {
 void Session::data_input() {
   struct evbuffer* in = bufferevent_get_input(bev_);
   size_t limit = server_.settings().line_length_limit;
+  std::string line;  // one buffer for all lines: no allocation per line
   while (phase_ == Phase::data && !closing_) {
     if (cleanup_ && cleanup_->pending() > kCleanupBacklog) {
       pause_input();
@@ -261,7 +262,6 @@ void Session::data_input() {
     }
     struct evbuffer_ptr lf = evbuffer_search(in, "\n", 1, nullptr);
     size_t have = evbuffer_get_length(in);
-    std::string line;
     if (lf.pos < 0 || static_cast<size_t>(lf.pos) > limit) {
       if (lf.pos < 0 && have < limit) return;
       // A line longer than line_length_limit goes out in pieces; never

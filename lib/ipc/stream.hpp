@@ -19,6 +19,7 @@
 // block; a pipe or file is waited for before each system call.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <optional>
@@ -67,6 +68,18 @@ class Stream {
   int get() {
     if (rpos_ < rlen_) return static_cast<unsigned char>(rbuf_[rpos_++]);
     return fill_and_get();
+  }
+  // Appends exactly N bytes to OUT (memcpy from the buffer, refilling it as
+  // needed); false at EOF/timeout/error with what came appended.
+  bool append_exact(std::string& out, size_t n) {
+    while (n > 0) {
+      if (rpos_ == rlen_ && !fill()) return false;
+      size_t take = std::min(n, rlen_ - rpos_);
+      out.append(rbuf_.data() + rpos_, take);
+      rpos_ += take;
+      n -= take;
+    }
+    return true;
   }
   // The next byte without consuming it, or -1.
   int peek();

@@ -4,20 +4,25 @@
 // run against a fake trivial-rewrite into a temporary queue.
 #include <catch2/catch.hpp>
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <thread>
 
 #include "cleanup/cleanup_session.hpp"
 #include "cleanup/cleanup_status.hpp"
 #include "cleanup/header_reader.hpp"
 #include "cleanup/header_table.hpp"
 #include "cleanup/mail_date.hpp"
+#include "cleanup/record_stream.hpp"
 #include "cleanup/rfc822_tree.hpp"
+#include "ipc/stream.hpp"
 #include "queue/queue_file.hpp"
+#include "queue/record.hpp"
 
 using namespace mta;
 
@@ -340,5 +345,69 @@ TEST_CASE("cleanup session: refusals", "[submission]") {
     s.protocol_error();
     CHECK(s.finish() == kBad);
     CHECK(std::filesystem::is_empty(q.dir + "/incoming"));
+  }
+}
+
+// cleanup's record reader (cleanup/record_stream.hpp) over a socket (the
+// cleanup protocol) and over a pipe (postdrop's input): records longer than
+// a read buffer, a record cut short, a clean end.
+TEST_CASE("record stream: long records, a record cut short, the end", "[submission]") {
+  std::string big(200000, 'x');
+  for (size_t i = 0; i < big.size(); i += 997) big[i] = static_cast<char>('a' + i % 26);
+  std::string bytes;
+  mta::queue::append_record(bytes, 'N', "short");
+  mta::queue::append_record(bytes, 'N', big);
+  mta::queue::append_record(bytes, 'N', "");
+  mta::queue::append_record(bytes, 'E', "");
+  std::string cut = bytes;
+  mta::queue::append_record(cut, 'N', std::string(5000, 'y'));
+  cut.resize(cut.size() - 10);  // the last record's data ends early
+
+  auto feed = [](int fd, const std::string& data) {
+    size_t done = 0;
+    while (done < data.size()) {
+      ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+      REQUIRE(n > 0);
+      done += static_cast<size_t>(n);
+    }
+    ::close(fd);
+  };
+  auto check = [&](auto& in, bool whole) {
+    char type = 0;
+    std::string data, error;
+    using mta::message::RecordStatus;
+    REQUIRE(mta::message::read_record(in, "in", 0, &type, &data, &error) == RecordStatus::ok);
+    CHECK((type == 'N' && data == "short"));
+    REQUIRE(mta::message::read_record(in, "in", 0, &type, &data, &error) == RecordStatus::ok);
+    CHECK(data.size() == big.size());
+    CHECK(data == big);
+    REQUIRE(mta::message::read_record(in, "in", 0, &type, &data, &error) == RecordStatus::ok);
+    CHECK((type == 'N' && data.empty()));
+    REQUIRE(mta::message::read_record(in, "in", 0, &type, &data, &error) == RecordStatus::ok);
+    CHECK(type == 'E');
+    if (whole) {
+      CHECK(mta::message::read_record(in, "in", 0, &type, &data, &error) == RecordStatus::eof);
+    } else {
+      CHECK(mta::message::read_record(in, "in", 0, &type, &data, &error) == RecordStatus::error);
+      CHECK(error == "in: unexpected EOF in data, record type 78 length 5000");
+    }
+  };
+  for (bool whole : {true, false}) {
+    const std::string& input = whole ? bytes : cut;
+    int sv[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    std::thread writer(feed, sv[1], input);
+    mta::ipc::Stream stream(sv[0], "test socket");
+    stream.set_timeout(std::chrono::seconds(5));
+    check(stream, whole);
+    writer.join();
+
+    int p[2];
+    REQUIRE(::pipe(p) == 0);
+    std::thread pipe_writer(feed, p[1], input);
+    mta::message::FdSource source(p[0]);
+    check(source, whole);
+    pipe_writer.join();
+    ::close(p[0]);
   }
 }
