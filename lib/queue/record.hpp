@@ -197,6 +197,7 @@ class RecordReader {
   std::string buf_;       // bytes of the input from buf_start_ (the first buf_len_)
   size_t buf_len_ = 0;
   off_t buf_start_ = 0;
+  size_t chunk_ = 0;      // the size of the last read (see fill())
   bool memory_ = false;   // buf_ is the whole input
   off_t pos_ = 0;
   std::string error_;
