@@ -371,6 +371,10 @@ int run(int argc, char** argv) {
     }
   }
   for (int i = optind; i < argc; ++i) o.args.emplace_back(argv[i]);
+  // As Postfix since 2.8: a first argument name=value (or, with -M, -F or
+  // -P, service/type...=value) edits without -e.
+  if (!o.edit && !o.exclude && !o.comment && !o.args.empty() && o.args[0].find('=') != std::string::npos)
+    o.edit = true;
   if (o.edit + o.exclude + o.comment > 1) log::fatal("specify one of -e, -X or -#");
   if (o.master + o.fields + o.parameters > 1) log::fatal("specify one of -M, -F or -P");
   if (o.list_types) return list_types(o.list_types);

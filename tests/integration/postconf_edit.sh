@@ -111,6 +111,16 @@ step "-M after master.cf edits" -M
 step "-P after master.cf edits" -P
 snapshot "resulting master.cf" master.cf
 
+# --- name=value edits without -e (Postfix 2.8 and later)
+setup
+step "name=value without -e" 'myhostname = y.example'
+step "-P service/type/name=value without -e" -P 'cleanup/unix/max_use=1'
+step "-F service/type/field=value without -e" -F 'smtp/unix/chroot=n'
+step "-M service/type=entry without -e" -M 'foo/unix = foo unix - n n - - discard'
+step "-n after edits without -e" -n
+snapshot "main.cf after edits without -e" main.cf
+snapshot "master.cf after edits without -e" master.cf
+
 # --- errors: nothing changes, exit status 1
 setup
 step "-e 'bad name=1'" -e 'bad name=1'
