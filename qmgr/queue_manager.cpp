@@ -179,11 +179,14 @@ void QueueManager::scan_deferred() {
 // then it runs again when that one ends.
 void QueueManager::start_scan(bool incoming) {
   Scan& scan = incoming ? incoming_scan_ : deferred_scan_;
+  int& flags = incoming ? incoming_flags_ : deferred_flags_;
   if (!scan.ids.empty()) {
+    // As Postfix's qmgr_scan_request(): a flush applies to the rest of
+    // the scan in progress as well as to the next one.
+    scan.flags |= flags & kFlushDfxp;
     scan.again = true;
     return;
   }
-  int& flags = incoming ? incoming_flags_ : deferred_flags_;
   scan.flags = flags;
   flags = 0;
   scan.again = false;
@@ -217,8 +220,11 @@ void QueueManager::feed() {
       if (scan.ids.empty()) continue;
       if (!room_for_more()) {
         (incoming ? incoming_backlog_ : deferred_backlog_) = true;
+        // The scan when there is room covers the rest, with this one's
+        // flags (a deferred scan after 'A' must not go back to file times).
+        (incoming ? incoming_flags_ : deferred_flags_) |= scan.flags;
         scan.ids.clear();
-        scan.again = false;  // the scan when there is room covers it
+        scan.again = false;
         continue;
       }
       std::string id = std::move(scan.ids.front());

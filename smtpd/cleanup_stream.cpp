@@ -72,6 +72,14 @@ void keep_idle(struct bufferevent* bev, const std::string& path) {
   idle.push_back({bev, path});
 }
 
+// Before a connect that blocks (the listen queue is full): our own kept
+// connections may be what holds the cleanup processes.
+void drop_all_idle() {
+  auto& idle = idle_connections();
+  for (IdleConnection& c : idle) bufferevent_free(c.bev);
+  idle.clear();
+}
+
 struct bufferevent* take_idle(const std::string& path) {
   auto& idle = idle_connections();
   for (auto it = idle.rbegin(); it != idle.rend(); ++it) {
@@ -103,10 +111,14 @@ size_t parse_zero_list(struct evbuffer* in, std::map<std::string, std::string>& 
 }
 }  // namespace
 
-CleanupStream::~CleanupStream() { close(); }
+CleanupStream::~CleanupStream() {
+  close();
+  if (hold_timer_) event_free(hold_timer_);
+}
 
 void CleanupStream::close() {
   held_.clear();
+  if (hold_timer_) evtimer_del(hold_timer_);
   if (bev_) bufferevent_free(bev_);
   bev_ = nullptr;
   done_ = nullptr;
@@ -178,6 +190,7 @@ void CleanupStream::connect_new() {
     if (err == EAGAIN) {
       // The listen queue is full: wait for room as Postfix's blocking
       // connect would (rare: master adds cleanup processes on demand).
+      drop_all_idle();
       Opened callback = std::move(opened_);
       std::string error;
       std::string directory = queue_directory, name = service;  // open() starts with close()
@@ -214,6 +227,7 @@ bool CleanupStream::parse_hello() {
   flags.push_back('\0');
   flags.push_back('\0');
   held_.insert(0, flags);
+  hold();
   bufferevent_set_timeouts(bev_, nullptr, nullptr);
   bufferevent_setwatermark(bev_, EV_WRITE, kLowWater, 0);
   opened(true, "");
@@ -235,6 +249,7 @@ bool CleanupStream::open_postdrop(struct event_base* base, const std::string& co
                                   const std::string& config_dir, std::string* error) {
   close();
   service_ = "postdrop";
+  base_ = base;
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     *error = std::string("socketpair: ") + std::strerror(errno);
@@ -324,10 +339,33 @@ void CleanupStream::record(char type, std::string_view payload) {
   // then wakes once for a small message instead of once per SMTP command
   // and per piece of DATA (each wakeup is a context switch on both sides).
   queue::append_record(held_, type, payload);
-  if (held_.size() >= kLowWater) flush_held();
+  if (held_.size() >= kLowWater)
+    flush_held();
+  else
+    hold();
+}
+
+// Records are held at most kHoldSeconds: cleanup waits for each read at
+// most ipc_timeout, and a slow client must not make it give up.
+void CleanupStream::hold() {
+  if (!base_) return;
+  if (!hold_timer_) hold_timer_ = evtimer_new(base_, &CleanupStream::on_hold, this);
+  if (hold_timer_ && !evtimer_pending(hold_timer_, nullptr)) {
+    timeval tv{kHoldSeconds, 0};
+    evtimer_add(hold_timer_, &tv);
+  }
+}
+
+void CleanupStream::on_hold(evutil_socket_t, short, void* self) {
+  auto* s = static_cast<CleanupStream*>(self);
+  if (s->opening_)
+    s->hold();  // {flags} goes first, when cleanup has announced itself
+  else
+    s->flush_held();
 }
 
 void CleanupStream::flush_held() {
+  if (hold_timer_) evtimer_del(hold_timer_);
   if (bev_ && !held_.empty()) bufferevent_write(bev_, held_.data(), held_.size());
   held_.clear();
 }

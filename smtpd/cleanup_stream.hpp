@@ -25,6 +25,7 @@
 #include <string_view>
 
 struct event_base;
+struct event;
 struct bufferevent;
 
 namespace mta::smtpd {
@@ -63,7 +64,7 @@ class CleanupStream {
   // name=value attribute record (REC_TYPE_ATTR).
   void attribute(std::string_view name, std::string_view value);
   // Bytes written but not yet taken by cleanup.  record() holds them back
-  // until 64 KB have come or finish().
+  // until 64 KB have come, a second has passed, or finish().
   size_t pending() const;
   // Called once when the output drains below the low-water mark.
   void on_drained(std::function<void()> callback);
@@ -81,6 +82,10 @@ class CleanupStream {
   bool parse_reply(bool at_eof = false);
   void connect_new();
   void flush_held();
+  void hold();
+  static void on_hold(int fd, short what, void* self);
+  static constexpr int kHoldSeconds = 1;
+  struct event* hold_timer_ = nullptr;
   bool parse_hello();
   void opened(bool ok, const std::string& error);
 
