@@ -1,6 +1,7 @@
 // queue_manager.cpp: see queue_manager.hpp.
 #include "qmgr/queue_manager.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -968,13 +969,29 @@ void QueueManager::message_done(Message& m) {
   bool deferred = m.problem || m.agent_deferred || file_exists(layout_.path(kDefer, id));
   if (!deferred) {
     // The last word before a queue file goes: is every recipient finished?
-    queue::Envelope now;
-    std::string error;
-    auto reader = queue::QueueFileReader::open(layout_.path(kActive, id), false, &error);
-    if (!reader || !reader->read_envelope(&now, &error)) {
-      log::warning("%s: %s", id.c_str(), error.c_str());
+    // The agents mark a recipient done by rewriting its record's type byte,
+    // at the offset read at activation: one byte per recipient (parsing
+    // the whole envelope again was 29% of qmgr's instructions).
+    size_t left = 0;
+    const std::string path = layout_.path(kActive, id);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      log::warning("%s: open %s: %s", id.c_str(), path.c_str(), std::strerror(errno));
       deferred = true;
-    } else if (size_t left = now.pending_recipients(); left > 0 && !m.redirected) {
+    }
+    for (const queue::Recipient& r : m.envelope.recipients) {
+      if (fd < 0 || !r.pending()) continue;  // finished before this attempt
+      char type = 0;
+      ssize_t n = ::pread(fd, &type, 1, r.offset);
+      if (n != 1) {
+        log::warning("%s: read %s: %s", id.c_str(), path.c_str(), n < 0 ? std::strerror(errno) : "unexpected EOF");
+        deferred = true;
+        break;
+      }
+      if (type == queue::rec::kRcpt) ++left;
+    }
+    if (fd >= 0) ::close(fd);
+    if (!deferred && left > 0 && !m.redirected) {
       // (A redirected message is done when its one delivery is: Postfix
       // never delivers to the other recipients.)
       log::warning("%s: %zu recipient(s) not finished by the delivery agents; keeping the message", id.c_str(),
