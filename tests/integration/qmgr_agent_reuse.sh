@@ -20,13 +20,7 @@ for p in master postfix sendmail postdrop pickup cleanup qmgr trivial-rewrite lo
 done
 . "$MTA_SOURCE_DIR/tests/integration/tap.sh.inc"
 ORACLE_DIR=${ORACLE_DIR:-/opt/postfix-oracle}
-T=$(mktemp -d) || exit 1
-chmod 755 "$T"
-cleanup() { "$B/postfix" -c "$T" stop >/dev/null 2>&1; [ -n "${KEEP:-}" ] && { echo "# kept $T"; return; }; rm -rf "$T"; }
-trap cleanup EXIT
-
-mkdir -p "$T/queue"
-printf '%s\n' "postmaster: root" > "$T/aliases"
+instance_dir "$B"
 printf '%s\n' "keep.example discard:" "once.example oncediscard:" "pf.example pfdiscard:" \
   "reload.example discard:" > "$T/transport"
 cp "$MTA_SOURCE_DIR/conf/master.cf" "$T/master.cf"

@@ -22,13 +22,7 @@ for p in master postfix sendmail postdrop pickup cleanup qmgr trivial-rewrite di
   [ -x "$B/$p" ] || { echo "# skip: $p is not built yet"; exit 77; }
 done
 . "$MTA_SOURCE_DIR/tests/integration/tap.sh.inc"
-T=$(mktemp -d) || exit 1
-chmod 755 "$T"
-cleanup() { "$B/postfix" -c "$T" stop >/dev/null 2>&1; [ -n "${KEEP:-}" ] && { echo "# kept $T"; return; }; rm -rf "$T"; }
-trap cleanup EXIT
-
-mkdir -p "$T/queue"
-printf '%s\n' "postmaster: root" > "$T/aliases"
+instance_dir "$B"
 printf '%s\n' "feed.example discard:" > "$T/transport"
 cp "$MTA_SOURCE_DIR/conf/master.cf" "$T/master.cf"
 cp "$MTA_SOURCE_DIR/conf/main.cf" "$T/main.cf"

@@ -22,13 +22,7 @@ for p in master postfix smtpd cleanup qmgr trivial-rewrite discard postqueue pos
   [ -x "$B/$p" ] || { echo "# skip: $p is not built yet"; exit 77; }
 done
 . "$MTA_SOURCE_DIR/tests/integration/tap.sh.inc"
-T=$(mktemp -d) || exit 1
-chmod 755 "$T"
-cleanup() { "$B/postfix" -c "$T" stop >/dev/null 2>&1; [ -n "${KEEP:-}" ] && { echo "# kept $T"; return; }; rm -rf "$T"; }
-trap cleanup EXIT
-
-mkdir -p "$T/queue"
-printf '%s\n' "postmaster: root" > "$T/aliases"
+instance_dir "$B"
 printf '%s\n' "reuse.example discard:" > "$T/transport"
 printf '%s\n' "/^Subject: reject me/ REJECT no thanks" > "$T/header_checks"
 cp "$MTA_SOURCE_DIR/conf/master.cf" "$T/master.cf"
