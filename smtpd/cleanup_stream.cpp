@@ -92,6 +92,14 @@ struct bufferevent* take_idle(const std::string& path) {
   return nullptr;
 }
 
+// OBJ as an attribute list in the zero form (what cleanup reads).
+template <typename T>
+std::string zero_form(const T& obj) {
+  ipc::AttrEncoder enc(ipc::Format::zero);
+  (void)ipc::encode(enc, obj);
+  return enc.take();
+}
+
 // One attribute list in the zero form (name NUL value NUL ... NUL) at the
 // start of IN: the bytes it takes, or 0 while it is incomplete.
 size_t parse_zero_list(struct evbuffer* in, std::map<std::string, std::string>& out) {
@@ -142,9 +150,9 @@ void CleanupStream::open_async(struct event_base* base, const std::string& queue
   flags_ = flags;
   base_ = base;
   queue_directory_ = queue_directory;
+  path_ = ipc::service_path(queue_directory, ipc::proto::kClassPublic, service);
   opened_ = std::move(opened);
-  std::string path = ipc::service_path(queue_directory, ipc::proto::kClassPublic, service);
-  if (struct bufferevent* kept = take_idle(path)) {
+  if (struct bufferevent* kept = take_idle(path_)) {
     // cleanup answers {request=next_message} with a new announcement.
     log::debug("reusing connection to %s/%s", std::string(ipc::proto::kClassPublic).c_str(), service.c_str());
     bev_ = kept;
@@ -153,11 +161,7 @@ void CleanupStream::open_async(struct event_base* base, const std::string& queue
     bufferevent_setcb(bev_, &CleanupStream::on_read, &CleanupStream::on_write, &CleanupStream::on_event, this);
     timeval tv{100, 0};
     bufferevent_set_timeouts(bev_, &tv, nullptr);
-    std::string next = "request";
-    next.push_back('\0');
-    next.append(ipc::proto::kCleanupNextMessage);
-    next.push_back('\0');
-    next.push_back('\0');
+    std::string next = zero_form(ipc::proto::CleanupNext{});
     bufferevent_write(bev_, next.data(), next.size());
     bufferevent_enable(bev_, EV_READ | EV_WRITE);
     return;
@@ -172,7 +176,7 @@ void CleanupStream::connect_new() {
   const std::string& service = service_;
   const int flags = flags_;
   struct event_base* base = base_;
-  std::string path = ipc::service_path(queue_directory, ipc::proto::kClassPublic, service);
+  const std::string& path = path_;
   sockaddr_un sun{};
   sun.sun_family = AF_UNIX;
   if (path.size() >= sizeof sun.sun_path) {
@@ -221,12 +225,7 @@ bool CleanupStream::parse_hello() {
   }
   queue_id_ = id;
   // {flags} goes out with the first records (held_), in one wakeup of cleanup.
-  std::string flags = "flags";
-  flags.push_back('\0');
-  flags += std::to_string(flags_);
-  flags.push_back('\0');
-  flags.push_back('\0');
-  held_.insert(0, flags);
+  held_.insert(0, zero_form(ipc::proto::CleanupOpen{flags_}));
   hold();
   bufferevent_set_timeouts(bev_, nullptr, nullptr);
   bufferevent_setwatermark(bev_, EV_WRITE, kLowWater, 0);
@@ -304,6 +303,7 @@ bool CleanupStream::open(struct event_base* base, const std::string& queue_direc
   service_ = service;
   base_ = base;
   queue_directory_ = queue_directory;
+  path_ = ipc::service_path(queue_directory, ipc::proto::kClassPublic, service);
   ipc::Channel channel;
   ipc::ConnectOptions options;
   options.timeout = std::chrono::seconds(100);
@@ -338,11 +338,12 @@ void CleanupStream::record(char type, std::string_view payload) {
   // Held back until there is a bulk's worth or the message ends: cleanup
   // then wakes once for a small message instead of once per SMTP command
   // and per piece of DATA (each wakeup is a context switch on both sides).
+  bool was_empty = held_.empty();
   queue::append_record(held_, type, payload);
   if (held_.size() >= kLowWater)
     flush_held();
-  else
-    hold();
+  else if (was_empty)
+    hold();  // the first held byte starts the clock
 }
 
 // Records are held at most kHoldSeconds: cleanup waits for each read at
@@ -479,7 +480,7 @@ void CleanupStream::deliver(int status, const std::string& reason, bool reusable
   done_ = nullptr;
   finishing_ = false;
   if (reusable && bev_) {
-    keep_idle(bev_, ipc::service_path(queue_directory_, ipc::proto::kClassPublic, service_));
+    keep_idle(bev_, path_);
     bev_ = nullptr;
   }
   close();

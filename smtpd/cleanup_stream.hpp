@@ -100,6 +100,7 @@ class CleanupStream {
   int flags_ = 0;
   struct event_base* base_ = nullptr;
   std::string queue_directory_;
+  std::string path_;  // public/SERVICE under queue_directory_
   Opened opened_;
   int child_ = -1;  // postdrop's pid
   std::string held_;  // records not yet handed to the bufferevent (record())

@@ -35,11 +35,7 @@ instance_config "$T" "$B" \
   "minimal_backoff_time = 300s" "maximal_backoff_time = 600s" "queue_run_delay = 300s"
 "$B/postconf" -c "$T" -MX smtp/inet
 grep -q '^qmgr .*qmgr -v$' "$T/master.cf" || { bad "qmgr -v in master.cf" "$(grep '^qmgr' "$T/master.cf")"; exit 1; }
-"$B/postalias" -c "$T" "$T/aliases"
-"$B/postmap" -c "$T" "hash:$T/transport"
-"$B/postfix" -c "$T" start || { bad "postfix start"; exit 1; }
-ok "postfix start"
-export MAIL_CONFIG=$T
+instance_start "$B"
 send() { "$B/sendmail" -C "$T/main.cf" "$@"; }
 sent_to() { grep -cE "to=<[^>]*@$1>, relay=none, .*status=sent" "$T/maillog"; }
 burst() {  # DOMAIN COUNT

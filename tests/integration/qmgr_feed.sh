@@ -30,14 +30,10 @@ instance_config "$T" "$B" \
   "default_transport = error" "relay_transport = error" "transport_maps = hash:$T/transport" \
   "minimal_backoff_time = 300s" "maximal_backoff_time = 600s" "queue_run_delay = 300s"
 "$B/postconf" -c "$T" -MX smtp/inet
-"$B/postalias" -c "$T" "$T/aliases"
-"$B/postmap" -c "$T" "hash:$T/transport"
 cp "$T/master.cf" "$T/master.cf.full"
 "$B/postconf" -c "$T" -MX qmgr/unix
 cp "$T/master.cf" "$T/master.cf.noqmgr"
-"$B/postfix" -c "$T" start || { bad "postfix start"; exit 1; }
-ok "postfix start (no qmgr)"
-export MAIL_CONFIG=$T
+instance_start "$B" "postfix start (no qmgr)"
 
 # submit FIRST LAST: messages FIRST..LAST to uN@feed.example, four sendmails at a time.
 submit() {

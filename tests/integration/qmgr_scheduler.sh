@@ -100,11 +100,7 @@ instance_config "$T" "$B" \
   "slowpipe_delivery_slot_cost = 3" "qmgr_daemon_timeout = 5s" \
   "oursmtp_initial_destination_concurrency = 1" "oursmtp_destination_recipient_limit = 2"
 "$B/postconf" -c "$T" -MX smtp/inet
-"$B/postalias" -c "$T" "$T/aliases"
-"$B/postmap" -c "$T" "hash:$T/transport"
-"$B/postfix" -c "$T" start || { bad "postfix start"; exit 1; }
-ok "postfix start"
-export MAIL_CONFIG=$T
+instance_start "$B"
 send() { "$B/sendmail" -C "$T/main.cf" "$@"; }
 count() { awk -v a="$1" -v d="$2" '$1 == a && $2 == d { n++ } END { print n + 0 }' "$T/rec/events" 2>/dev/null; }
 

@@ -34,11 +34,7 @@ instance_config "$T" "$B" \
 "$B/postconf" -c "$T" -MX smtp/inet
 PORT=$(free_port)
 printf '127.0.0.1:%s inet n - n - - smtpd -v\n' "$PORT" >> "$T/master.cf"
-"$B/postalias" -c "$T" "$T/aliases"
-"$B/postmap" -c "$T" "hash:$T/transport"
-"$B/postfix" -c "$T" start || { bad "postfix start"; exit 1; }
-ok "postfix start"
-export MAIL_CONFIG=$T
+instance_start "$B"
 
 # session FIRST LAST [SUBJECT]: one SMTP session, messages FIRST..LAST to
 # uN@reuse.example; prints one line per message: the reply to DATA's end.
