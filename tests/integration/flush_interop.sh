@@ -142,6 +142,10 @@ OTHER_ID=$(deferred_id "$T/maillog" otheruser@other.test)
 if [ -n "$SITE_ID" ] && [ -n "$OTHER_ID" ]; then ok "qmgr defers the mail (defer_transports)"; else
   bad "qmgr defers the mail (defer_transports)" "$(tail -5 "$T/maillog")"; finish
 fi
+# The "deferred" log lines may come before the flush logs are written.
+both_logged() { [ "$(logs "$Q")" = "other_test 600 $OTHER_ID
+site_test 600 $SITE_ID" ]; }
+eventually both_logged
 same "deferred mail is registered per destination" "other_test 600 $OTHER_ID
 site_test 600 $SITE_ID" "$(logs "$Q")"
 
@@ -258,6 +262,8 @@ with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20) as s:
 SMTP
 eventually grep -q 'to=<siteuser@site.test>, .*status=deferred' "$INST/maillog"
 RID=$(deferred_id "$INST/maillog" siteuser@site.test)
+site_logged() { [ "$(logs "$RQ")" = "site_test 600 $RID" ]; }
+eventually site_logged
 same "the real qmgr registers deferred mail with ours" "site_test 600 $RID" "$(logs "$RQ")"
 out=$(real postqueue -s site.test 2>&1)
 same "the real postqueue -s asks ours" "0 " "$? $out"
