@@ -1,8 +1,15 @@
-// edit_master.cpp: postconf -Me/-MX/-M#, -Fe and -Pe/-PX on master.cf.
+// edit_master.cpp: postconf -Me/-MX/-M#, -Fe and -Pe/-PX on master.cf, and
+// the service patterns that these and the -M, -F and -P queries share.
 //
-// An entry that an edit touches is printed anew as `postconf -Mf` prints it;
-// every other line, comments included, stays as it was.  -Me of a service
-// that is not there appends it.
+// As Postfix's postconf: every request is checked before the file is read;
+// a request names services by "name/type" where either may be "*", and
+// applies to every entry that it matches.  Comment and blank lines are
+// copied where they are, also between an entry's continuation lines.  An
+// entry that -Me replaces is printed where it was; one that -Fe or -Pe
+// changes is printed after the comment and blank lines that follow it (up
+// to the next entry), as Postfix does; -M# puts "#" before the entry's own
+// lines only.  -Me of a pattern that matches nothing appends the entry;
+// -Fe, -Pe and -PX of one warn "unmatched service_name/type".
 #include <algorithm>
 #include <optional>
 
@@ -15,108 +22,149 @@ namespace mta::postconf {
 using config::ConfigError;
 using config::MasterEntry;
 
+std::optional<std::vector<std::string>> parse_service_pattern(std::string_view expr, size_t min_parts,
+                                                              size_t max_parts) {
+  if (!expr.empty() && expr.front() == '/') return std::nullopt;
+  std::vector<std::string> parts;
+  size_t i = 0;
+  while (i < expr.size()) {  // empty parts do not count ("a//b" is a/b)
+    size_t slash = expr.find('/', i);
+    if (slash == std::string_view::npos) slash = expr.size();
+    if (slash > i) parts.emplace_back(expr.substr(i, slash - i));
+    i = slash + 1;
+  }
+  if (parts.size() < min_parts || parts.size() > max_parts) return std::nullopt;
+  for (const std::string& p : parts)
+    if (p != "*" && p.find('*') != std::string::npos) return std::nullopt;  // "*" only alone
+  parts.resize(max_parts, "*");
+  return parts;
+}
+
+bool match_service_pattern(const std::vector<std::string>& pattern, const MasterEntry& e) {
+  return pattern_matches(pattern[0], e.service) && pattern_matches(pattern[1], e.type);
+}
+
+int parse_field_pattern(const std::string& name) {
+  if (name == "*") return kAnyField;
+  auto it = std::find(std::begin(config::kMasterFieldNames), std::end(config::kMasterFieldNames), name);
+  if (it == std::end(config::kMasterFieldNames))
+    throw ConfigError("invalid service attribute name: \"" + name + "\"");
+  return static_cast<int>(it - std::begin(config::kMasterFieldNames));
+}
+
 namespace {
 
-struct PhysicalEntry {
-  std::vector<std::string> lines;  // the entry's lines, comments inside included
-  std::optional<MasterEntry> entry;  // nullopt for comment and blank lines
-  bool removed = false;
-  bool commented = false;
-  bool changed = false;
-  bool moves = false;  // Postfix writes an entry rewritten by -Fe/-Pe after the comments below it
+constexpr int kCommandField = 7;
+
+// One physical line of master.cf.
+struct Line {
+  std::string text;
+  int entry = -1;      // the entry that it starts or continues; -1: comment, blank or stray
+  bool start = false;  // the entry's first line
 };
 
-std::vector<PhysicalEntry> group_lines(const std::string& text, const std::string& path) {
-  std::vector<PhysicalEntry> out;
-  std::vector<std::string> warnings;
+struct Entry {
+  MasterEntry parsed;
+  bool removed = false, commented = false;
+  std::optional<MasterEntry> replaced;  // -Me: printed in place
+  std::optional<MasterEntry> edited;    // -Fe, -Pe, -PX: printed after the comments below it
+};
+
+struct Request {
+  std::string raw;
+  std::vector<std::string> pattern;  // service, type[, field or parameter]
+  std::string value;
+  int field = -1;
+  int matches = 0;
+};
+
+bool comment_or_blank(const std::string& line) {
+  size_t f = 0;
+  while (f < line.size() && config::is_blank(line[f])) ++f;
+  return f == line.size() || line[f] == '#';
+}
+
+bool has_blank(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) { return config::is_blank(c); });
+}
+
+void parse_file(const std::string& text, const std::string& path, std::vector<Line>& lines,
+                std::vector<Entry>& entries) {
+  std::vector<std::string> logical;
+  std::vector<int> first_line;
   size_t pos = 0;
-  int number = 0;
-  int entry_index = -1;
   while (pos < text.size()) {
     size_t nl = text.find('\n', pos);
-    std::string line = text.substr(pos, (nl == std::string::npos ? text.size() : nl) - pos);
+    Line l;
+    l.text = text.substr(pos, (nl == std::string::npos ? text.size() : nl) - pos);
     pos = nl == std::string::npos ? text.size() : nl + 1;
-    ++number;
-    size_t first = 0;
-    while (first < line.size() && config::is_blank(line[first])) ++first;
-    bool comment_or_blank = first == line.size() || line[first] == '#';
-    if (!comment_or_blank && first == 0) {
-      out.push_back({{line}, MasterEntry{}, false, false, false});
-      out.back().entry->line = number;
-      entry_index = static_cast<int>(out.size()) - 1;
-      continue;
+    if (!comment_or_blank(l.text)) {
+      if (!config::is_blank(l.text[0])) {
+        l.entry = static_cast<int>(logical.size());
+        l.start = true;
+        logical.push_back(l.text);
+        first_line.push_back(static_cast<int>(lines.size()) + 1);
+      } else if (!logical.empty()) {  // continues the last entry, comments between or not
+        l.entry = static_cast<int>(logical.size()) - 1;
+        logical.back() += l.text;
+      }
     }
-    if (!comment_or_blank && entry_index >= 0 && entry_index == static_cast<int>(out.size()) - 1) {
-      out.back().lines.push_back(line);
-      continue;
-    }
-    if (comment_or_blank && entry_index >= 0 && entry_index == static_cast<int>(out.size()) - 1 &&
-        first > 0) {
-      out.back().lines.push_back(line);  // indented comment inside an entry
-      continue;
-    }
-    out.push_back({{line}, std::nullopt, false, false, false});
-    if (!comment_or_blank) entry_index = -1;
+    lines.push_back(std::move(l));
   }
-  for (PhysicalEntry& p : out) {
-    if (!p.entry) continue;
-    std::string logical;
-    for (const std::string& l : p.lines) {
-      size_t f = 0;
-      while (f < l.size() && config::is_blank(l[f])) ++f;
-      if (f < l.size() && l[f] == '#') continue;
-      logical += l;
-    }
-    while (!logical.empty() && config::is_blank(logical.back())) logical.pop_back();
-    int line = p.entry->line;
-    p.entry = config::parse_master_entry(logical, path, line, &warnings);
-  }
-  return out;
-}
-
-std::vector<std::string> split_slash(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  for (;;) {
-    size_t slash = s.find('/', start);
-    out.push_back(s.substr(start, slash == std::string::npos ? std::string::npos : slash - start));
-    if (slash == std::string::npos) return out;
-    start = slash + 1;
+  std::vector<std::string> warnings;
+  for (size_t i = 0; i < logical.size(); ++i) {
+    std::string& t = logical[i];
+    while (!t.empty() && config::is_blank(t.back())) t.pop_back();
+    Entry e;
+    e.parsed = config::parse_master_entry(t, path, first_line[i], &warnings);
+    entries.push_back(std::move(e));
   }
 }
 
-PhysicalEntry* find_entry(std::vector<PhysicalEntry>& all, const std::string& service,
-                          const std::string& type) {
-  for (PhysicalEntry& p : all)
-    if (p.entry && !p.removed && p.entry->service == service && p.entry->type == type) return &p;
-  return nullptr;
-}
-
-void set_field(MasterEntry& e, const std::string& field, const std::string& value,
-               const std::string& path) {
-  if (field == "command") {
-    std::vector<std::string> warnings;
-    e.argv = config::split_master_args(value, &warnings);
-    if (e.argv.empty()) throw ConfigError("empty command field");
-    return;
+// -Fe: the field's value is checked alone, with Postfix's message.
+void set_field(MasterEntry& e, int field, const std::string& value) {
+  auto invalid = [&] {
+    return ConfigError("invalid " + std::string(config::kMasterFieldNames[field]) + " field \"" + value +
+                       "\" in \"" + value + "\"");
+  };
+  auto yes_no_dash = [](const std::string& v) { return v == "y" || v == "n" || v == "-"; };
+  auto number = [](std::string_view v, bool question) {
+    if (v == "-") return true;
+    if (question && !v.empty() && v.back() == '?') v.remove_suffix(1);
+    return !v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  switch (field) {
+    case 0:
+      if (value.empty()) throw invalid();
+      e.service = value;
+      break;
+    case 1:
+      if (value != "inet" && value != "unix" && value != "unix-dgram" && value != "fifo" && value != "pass")
+        throw invalid();
+      e.type = value;
+      break;
+    case 2: case 3: case 4:
+      if (!yes_no_dash(value)) throw invalid();
+      (field == 2 ? e.private_ : field == 3 ? e.unprivileged : e.chroot) = value;
+      break;
+    case 5:
+      if (!number(value, true)) throw invalid();
+      e.wakeup = value;
+      break;
+    case 6:
+      if (!number(value, false)) throw invalid();
+      e.process_limit = value;
+      break;
+    default: {
+      std::vector<std::string> warnings;
+      std::vector<std::string> argv = config::split_master_args(value, &warnings);
+      if (argv.empty()) throw ConfigError("empty command field");
+      e.argv = std::move(argv);
+    }
   }
-  // Re-parse the entry with the field replaced so that its value is checked.
-  std::vector<std::string> f = {e.service, e.type, e.private_, e.unprivileged, e.chroot, e.wakeup,
-                                e.process_limit};
-  static const char* names[] = {"service", "type", "private", "unprivileged", "chroot", "wakeup",
-                                "process_limit"};
-  auto it = std::find(std::begin(names), std::end(names), field);
-  if (it == std::end(names)) throw ConfigError("invalid field name: \"" + field + "\"");
-  f[static_cast<size_t>(it - std::begin(names))] = value;
-  std::string line;
-  for (const std::string& s : f) line += s + " ";
-  line += "x";
-  MasterEntry checked = config::parse_master_entry(line, path, e.line, nullptr);
-  checked.argv = e.argv;
-  checked.line = e.line;
-  e = checked;
 }
 
+// -Pe (a value) and -PX (none) of "-o name=value" in the command.
 void set_parameter(MasterEntry& e, const std::string& name, const std::optional<std::string>& value) {
   std::vector<std::string> argv = {e.argv.empty() ? std::string() : e.argv[0]};
   bool placed = false;
@@ -148,77 +196,126 @@ void set_parameter(MasterEntry& e, const std::string& name, const std::optional<
   e.argv = std::move(argv);
 }
 
+// Checks one request as Postfix does, before anything is read.
+Request parse_request(const std::string& arg, MasterScope scope, Edit edit) {
+  static const char* kEditOptions = "-Me, -Fe, -Pe, -X, or -#";
+  Request r;
+  r.raw = arg;
+  if (arg.find('\n') != std::string::npos)
+    throw ConfigError(std::string(kEditOptions) + " accept no multi-line input");
+  size_t f = 0;
+  while (f < arg.size() && config::is_blank(arg[f])) ++f;
+  if (f < arg.size() && arg[f] == '#') throw ConfigError(std::string(kEditOptions) + " accept no comment input");
+  std::string pattern;
+  if (edit == Edit::set) {
+    std::string err = config::split_name_value(std::string_view(arg).substr(f), &pattern, &r.value);
+    if (!err.empty()) throw ConfigError(err);
+  } else {
+    if (arg.find('=') != std::string::npos) throw ConfigError("-X or -# requires names without value");
+    pattern = arg.substr(f);
+    while (!pattern.empty() && config::is_blank(pattern.back())) pattern.pop_back();
+  }
+  switch (scope) {
+    case MasterScope::entry: {
+      auto p = parse_service_pattern(pattern, 2, 2);
+      if (!p) throw ConfigError("-Me, -MX or -M# requires service_name/type");
+      r.pattern = *p;
+      break;
+    }
+    case MasterScope::field: {
+      auto p = parse_service_pattern(pattern, 3, 3);
+      if (!p) throw ConfigError("-Fe or -FX requires service_name/type/field_name");
+      r.pattern = *p;
+      r.field = parse_field_pattern(r.pattern[2]);
+      if (r.field == kAnyField) throw ConfigError("-Fe does not accept wild-card field name");
+      if (edit == Edit::set && r.field < kCommandField && has_blank(r.value))
+        throw ConfigError("-Fe does not accept whitespace in non-command field");
+      break;
+    }
+    case MasterScope::parameter: {
+      auto p = parse_service_pattern(pattern, 3, 3);
+      if (!p) throw ConfigError("-Pe or -PX requires service_name/type/parameter");
+      r.pattern = *p;
+      if (r.pattern[2] == "*") throw ConfigError("-Pe does not accept wild-card parameter name");
+      if (edit == Edit::set && has_blank(r.value))
+        throw ConfigError("-Pe does not accept whitespace in parameter value");
+      break;
+    }
+  }
+  return r;
+}
+
 }  // namespace
 
 std::string edit_master_cf(const std::string& text, const std::string& path, MasterScope scope,
                            Edit edit, const std::vector<std::string>& args) {
-  std::vector<PhysicalEntry> all = group_lines(text, path);
-  for (const std::string& arg : args) {
-    std::string key = arg, value;
-    bool has_value = false;
-    if (edit == Edit::set) {
-      size_t eq = arg.find('=');
-      if (eq == std::string::npos) throw ConfigError("missing '=' after attribute name: \"" + arg + "\"");
-      key = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-      while (!key.empty() && config::is_blank(key.back())) key.pop_back();
-      while (!value.empty() && config::is_blank(value.front())) value.erase(0, 1);
-      has_value = true;
+  std::vector<Request> requests;
+  for (const std::string& arg : args) requests.push_back(parse_request(arg, scope, edit));
+  auto new_entry = [&](const Request& r) {
+    try {
+      return config::parse_master_entry(r.value, path, 0, nullptr);
+    } catch (const ConfigError& e) {
+      // A field's own error stands; the count's names the request.
+      if (!std::string_view(e.what()).ends_with("bad field count")) throw;
+      throw ConfigError("bad field count: \"" + r.raw + "\"");
     }
-    std::vector<std::string> parts = split_slash(key);
-    size_t want = scope == MasterScope::entry ? 2 : 3;
-    if (parts.size() != want || std::any_of(parts.begin(), parts.end(), [](auto& p) { return p.empty(); }))
-      throw ConfigError("invalid " + std::string(scope == MasterScope::entry ? "service/type"
-                                                  : scope == MasterScope::field ? "service/type/field"
-                                                                                : "service/type/parameter") +
-                        " syntax: \"" + key + "\"");
-    PhysicalEntry* target = find_entry(all, parts[0], parts[1]);
-    if (scope == MasterScope::entry && edit == Edit::set) {
-      MasterEntry e = config::parse_master_entry(value, path, 0, nullptr);
-      if (target) {
-        e.line = target->entry->line;
-        target->entry = e;
-        target->changed = true;
-      } else {
-        all.push_back({{}, e, false, false, true});
+  };
+
+  std::vector<Line> lines;
+  std::vector<Entry> entries;
+  parse_file(text, path, lines, entries);
+  for (Entry& e : entries) {
+    for (Request& r : requests) {
+      if (!match_service_pattern(r.pattern, e.parsed)) continue;
+      ++r.matches;
+      if (scope == MasterScope::entry) {
+        if (edit == Edit::set) e.replaced = new_entry(r);
+        else if (edit == Edit::remove) e.removed = true;
+        else e.commented = true;
+        continue;
       }
-      (void)has_value;
-      continue;
-    }
-    if (!target) {
-      if (scope != MasterScope::entry) log::warning("unmatched service_name/type: \"%s\"", arg.c_str());
-      continue;  // nothing to change
-    }
-    if (scope == MasterScope::entry) {
-      if (edit == Edit::remove) target->removed = true;
-      else target->commented = true;
-    } else if (scope == MasterScope::field) {
-      set_field(*target->entry, parts[2], value, path);
-      target->changed = target->moves = true;
-    } else {
-      set_parameter(*target->entry, parts[2], edit == Edit::set ? std::optional(value) : std::nullopt);
-      target->changed = target->moves = true;
+      if (!e.edited) e.edited = e.parsed;
+      if (scope == MasterScope::field) set_field(*e.edited, r.field, r.value);
+      else set_parameter(*e.edited, r.pattern[2], edit == Edit::set ? std::optional(r.value) : std::nullopt);
     }
   }
+
   std::string out;
-  std::string deferred;  // a moved entry waits for the next entry or the end
-  for (const PhysicalEntry& p : all) {
-    if (p.entry && !deferred.empty()) {
+  std::string deferred;  // an edited entry waits for the next entry or the end
+  for (const Line& l : lines) {
+    if (l.start && !deferred.empty()) {
       out += deferred;
       deferred.clear();
     }
-    if (p.removed) continue;
-    if (p.commented) {
-      for (const std::string& l : p.lines) out += "#" + l + "\n";
+    if (l.entry < 0) {
+      out += l.text + "\n";
       continue;
     }
-    if (p.changed) {
-      (p.moves ? deferred : out) += config::format_master_entry(*p.entry, true) + "\n";
+    const Entry& e = entries[static_cast<size_t>(l.entry)];
+    if (e.removed) continue;
+    if (e.replaced) {
+      if (l.start) out += config::format_master_entry(*e.replaced, true) + "\n";
       continue;
     }
-    for (const std::string& l : p.lines) out += l + "\n";
+    if (e.commented) {
+      out += "#" + l.text + "\n";
+      continue;
+    }
+    if (e.edited) {
+      if (l.start) deferred = config::format_master_entry(*e.edited, true) + "\n";
+      continue;
+    }
+    out += l.text + "\n";
   }
-  return out + deferred;
+  out += deferred;
+  for (const Request& r : requests) {
+    if (r.matches > 0) continue;
+    if (scope == MasterScope::entry && edit == Edit::set)
+      out += config::format_master_entry(new_entry(r), true) + "\n";
+    else if (scope != MasterScope::entry)
+      log::warning("unmatched service_name/type: \"%s\"", r.raw.c_str());
+  }
+  return out;
 }
 
 }  // namespace mta::postconf

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -128,12 +129,7 @@ bool is_known(const Config& c, const std::set<std::string>& refs, const std::str
   return c.is_builtin(name) || (c.explicit_value(name) && refs.count(name));
 }
 
-void warn_unused(const Config& c, const std::set<std::string>& refs) {
-  std::cout.flush();
-  for (const auto& [name, value] : c.explicit_values())
-    if (!is_known(c, refs, name))
-      log::warning("%s: unused parameter: %s=%s", c.main_cf_path().c_str(), name.c_str(),
-                   value.c_str());
+void warn_unused_master(const Config& c, const std::set<std::string>& refs) {
   for (const config::MasterEntry& e : c.services())
     for (const auto& [name, value] : e.overrides())
       if (!c.is_builtin(name) && !refs.count(name) && !c.explicit_value(name))
@@ -141,26 +137,35 @@ void warn_unused(const Config& c, const std::set<std::string>& refs) {
                      value.c_str());
 }
 
+void warn_unused(const Config& c, const std::set<std::string>& refs) {
+  std::cout.flush();
+  for (const auto& [name, value] : c.explicit_values())
+    if (!is_known(c, refs, name))
+      log::warning("%s: unused parameter: %s=%s", c.main_cf_path().c_str(), name.c_str(),
+                   value.c_str());
+  warn_unused_master(c, refs);
+}
+
 // Postfix reports bad references in main.cf values before it shows
 // anything: syntax errors and references to undefined parameters, one value
 // at a time (a loop is reported when a value is expanded, not here).
 class ShallowSource : public config::MacroSource {
  public:
-  explicit ShallowSource(const Config& c) : c_(c) {}
+  ShallowSource(const Config& c, std::string path) : c_(c), path_(std::move(path)) {}
   std::optional<std::string> lookup(std::string_view name) const override {
     if (c_.lookup(name)) return std::string();  // defined: do not descend
     return std::nullopt;
   }
   void undefined(std::string_view name) const override {
-    log::warning("%s: undefined parameter: %.*s", c_.main_cf_path().c_str(),
-                 static_cast<int>(name.size()), name.data());
+    log::warning("%s: undefined parameter: %.*s", path_.c_str(), static_cast<int>(name.size()), name.data());
   }
  private:
   const Config& c_;
+  std::string path_;
 };
 
 void check_main_cf_values(const Config& c) {
-  ShallowSource source(c);
+  ShallowSource source(c, c.main_cf_path());
   for (const auto& [name, value] : c.explicit_values()) {
     try {
       config::expand(value, source);
@@ -220,24 +225,6 @@ int show_parameters(const Options& o) {
   return 0;
 }
 
-bool matches(const std::vector<std::string>& patterns, const config::MasterEntry& e,
-             const std::string& third = {}) {
-  if (patterns.empty()) return true;
-  for (const std::string& p : patterns) {
-    std::vector<std::string> parts;
-    size_t start = 0;
-    for (;;) {
-      size_t s = p.find('/', start);
-      parts.push_back(p.substr(start, s == std::string::npos ? std::string::npos : s - start));
-      if (s == std::string::npos) break;
-      start = s + 1;
-    }
-    auto ok = [&](size_t i, const std::string& v) { return i >= parts.size() || parts[i].empty() || parts[i] == v; };
-    if (ok(0, e.service) && ok(1, e.type) && ok(2, third)) return true;
-  }
-  return false;
-}
-
 std::vector<config::MasterEntry> load_master(const Options& o) {
   std::string path = o.dir + "/master.cf";
   std::vector<std::string> warnings;
@@ -246,34 +233,144 @@ std::vector<config::MasterEntry> load_master(const Options& o) {
   return entries;
 }
 
+// A -M, -F or -P query: its service pattern (and field or parameter), and
+// how often it matched; each match prints, so a line that two requests
+// match prints twice, as Postfix's.
+struct Query {
+  std::string raw;
+  std::vector<std::string> pattern;
+  int field = kAnyField;
+  int matches = 0;
+};
+
+// -x on master.cf: the value of an -o setting, expanded as its service sees
+// it ($service_name, the entry's other -o settings, then main.cf).
+class ServiceSource : public config::MacroSource {
+ public:
+  ServiceSource(const Config& c, const config::MasterEntry& e) : c_(c), e_(e) {}
+  std::optional<std::string> lookup(std::string_view name) const override {
+    if (name == "service_name") return e_.service;
+    for (const auto& [n, v] : e_.overrides())
+      if (n == name) return v;
+    return c_.lookup(name);
+  }
+ private:
+  const Config& c_;
+  const config::MasterEntry& e_;
+};
+
+// What the three queries share, as Postfix's postconf: main.cf and master.cf
+// are read, references in -o values to undefined parameters are reported
+// first, matches are printed (with -x, -o values expanded), then requests
+// that matched nothing and -o settings of unknown parameters are reported.
+class MasterQuery {
+ public:
+  MasterQuery(const Options& o, size_t max_parts, const char* error) {
+    entries_ = load_master(o);
+    config::LoadOptions lo;
+    lo.read_master_cf = true;
+    lo.process_name = "postconf";
+    config_ = Config::load(o.dir, lo);
+    for (const auto& [n, v] : o.overrides) config_->set_override(n, v);
+    refs_ = referenced_names(*config_);
+    ShallowSource source(*config_, config_->master_cf_path());
+    for (const config::MasterEntry& e : entries_)
+      for (const auto& [name, value] : e.overrides()) try {
+          config::expand(value, source);
+        } catch (const config::ExpandError& err) {
+          log::warning("%s", err.what());
+        }
+    for (const std::string& arg : o.args) {
+      auto p = parse_service_pattern(arg, 1, max_parts);
+      if (!p) log::fatal("%s", error);
+      Query q;
+      q.raw = arg;
+      q.pattern = *p;
+      if (o.fields) q.field = parse_field_pattern(q.pattern[2]);
+      queries_.push_back(std::move(q));
+    }
+    if (queries_.empty()) {
+      queries_.emplace_back();
+      queries_.back().pattern.assign(max_parts, "*");
+    }
+    if (o.expand)
+      for (config::MasterEntry& e : entries_) expand_entry(e);
+  }
+  ~MasterQuery() {
+    std::cout.flush();
+    for (const Query& q : queries_)
+      if (q.matches == 0 && !q.raw.empty()) log::warning("unmatched request: \"%s\"", q.raw.c_str());
+    warn_unused_master(*config_, refs_);
+  }
+  std::vector<config::MasterEntry>& entries() { return entries_; }
+  std::vector<Query>& queries() { return queries_; }
+
+ private:
+  void expand_entry(config::MasterEntry& e) {
+    ServiceSource source(*config_, e);
+    std::vector<std::string> argv = e.argv;
+    for (size_t i = 1; i + 1 < argv.size(); ++i) {
+      if (argv[i] != "-o") continue;
+      std::string& nv = argv[++i];
+      size_t eq = nv.find('=');
+      if (eq == std::string::npos) continue;
+      try {
+        nv = nv.substr(0, eq + 1) + config::expand(std::string_view(nv).substr(eq + 1), source);
+      } catch (const config::ExpandError& err) {
+        log::warning("%s", err.what());
+        log::fatal("macro processing error");
+      }
+    }
+    e.argv = std::move(argv);
+  }
+
+  std::vector<Query> queries_;
+  std::vector<config::MasterEntry> entries_;
+  std::optional<Config> config_;
+  std::set<std::string> refs_;
+};
+
 int show_master(const Options& o) {
-  for (const config::MasterEntry& e : load_master(o))
-    if (matches(o.args, e)) std::cout << config::format_master_entry(e, o.fold) << '\n';
+  MasterQuery m(o, 2, "-M option requires service_name[/type]");
+  for (const config::MasterEntry& e : m.entries())
+    for (Query& q : m.queries())
+      if (match_service_pattern(q.pattern, e)) {
+        ++q.matches;
+        std::cout << config::format_master_entry(e, o.fold) << '\n';
+      }
   return 0;
 }
 
 int show_fields(const Options& o) {
-  for (const config::MasterEntry& e : load_master(o)) {
+  MasterQuery m(o, 3, "-F option requires service_name[/type[/field]]");
+  for (const config::MasterEntry& e : m.entries()) {
     const std::string values[] = {e.service, e.type, e.private_, e.unprivileged, e.chroot,
                                   e.wakeup, e.process_limit, config::format_master_command(e)};
-    for (size_t i = 0; i < 8; ++i) {
-      std::string field = config::kMasterFieldNames[i];
-      if (!matches(o.args, e, field)) continue;
-      std::string name = e.service + "/" + e.type + "/" + field;
-      print_parameter(o, name, values[i]);
+    for (Query& q : m.queries()) {
+      if (!match_service_pattern(q.pattern, e)) continue;
+      for (int i = 0; i < 8; ++i) {
+        if (q.field != kAnyField && q.field != i) continue;
+        ++q.matches;
+        print_parameter(o, e.service + "/" + e.type + "/" + config::kMasterFieldNames[i], values[i]);
+      }
     }
   }
   return 0;
 }
 
 int show_master_parameters(const Options& o) {
-  for (const config::MasterEntry& e : load_master(o)) {
+  MasterQuery m(o, 3, "-P option requires service_name[/type[/parameter]]");
+  for (const config::MasterEntry& e : m.entries()) {
     auto params = e.overrides();
     std::stable_sort(params.begin(), params.end(),
                      [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (const auto& [name, value] : params) {
-      if (!matches(o.args, e, name)) continue;
-      print_parameter(o, e.service + "/" + e.type + "/" + name, value);
+    for (Query& q : m.queries()) {
+      if (!match_service_pattern(q.pattern, e)) continue;
+      for (const auto& [name, value] : params) {
+        if (!pattern_matches(q.pattern[2], name)) continue;
+        ++q.matches;
+        print_parameter(o, e.service + "/" + e.type + "/" + name, value);
+      }
     }
   }
   return 0;
@@ -281,10 +378,7 @@ int show_master_parameters(const Options& o) {
 
 int edit_files(const Options& o) {
   Edit edit = o.edit ? Edit::set : o.exclude ? Edit::remove : Edit::comment;
-  if (o.args.empty()) {
-    if (edit == Edit::set) log::fatal("-e requires name=value argument");
-    log::fatal("%s requires a name argument", edit == Edit::remove ? "-X" : "-#");
-  }
+  if (o.args.empty()) log::fatal("missing service argument");  // Postfix's words, for main.cf too
   bool master_file = o.master || o.fields || o.parameters;
   std::string path = o.dir + (master_file ? "/master.cf" : "/main.cf");
   std::string text;
@@ -298,8 +392,6 @@ int edit_files(const Options& o) {
     updated = edit_main_cf(text, path, edit, o.args);
   } else {
     MasterScope scope = o.master ? MasterScope::entry : o.fields ? MasterScope::field : MasterScope::parameter;
-    if (scope == MasterScope::field && edit != Edit::set) log::fatal("-F supports only -e");
-    if (scope == MasterScope::parameter && edit == Edit::comment) log::fatal("-P does not support -#");
     updated = edit_master_cf(text, path, scope, edit, o.args);
   }
   config::replace_file_atomically(path, updated);
@@ -332,12 +424,46 @@ int list_types(char which) {
   return 0;
 }
 
+// Postfix's option compatibility rules: the major modes exclude each other,
+// so do the modifiers of each group below, and each major mode allows only
+// the modifiers listed with it; the messages name options in this order.
+constexpr std::string_view kOptionOrder = "aAbCdefFhHlmMnopPtTxX#";
+constexpr unsigned bit(char c) { return 1u << kOptionOrder.find(c); }
+constexpr unsigned bits(std::string_view opts) {
+  unsigned m = 0;
+  for (char c : opts) m |= bit(c);
+  return m;
+}
+constexpr unsigned kMajorModes = bits("aAblmtpMFPT");
+constexpr unsigned kExclusive[] = {kMajorModes, bits("den#X"), bits("fe#X"), bits("xe#X"), bits("ode#X"),
+                                   bits("he#XH")};
+constexpr std::pair<char, std::string_view> kAllowed[] = {
+    {'a', ""}, {'A', ""}, {'b', ""}, {'l', ""}, {'m', ""}, {'T', ""}, {'t', ""},
+    {'p', "eX#fhCxdnoH"}, {'M', "eX#fox"}, {'F', "efhoxH"}, {'P', "eXfhoxH"}};
+
+std::string option_names(unsigned mask) {
+  std::string out;
+  for (char c : kOptionOrder)
+    if (mask & bit(c)) out += (out.empty() ? "-" : " -") + std::string(1, c);
+  return out;
+}
+
+void check_options(unsigned mode) {
+  for (unsigned group : kExclusive)
+    if (std::popcount(mode & group) > 1) log::fatal("specify one of %s", option_names(mode & group).c_str());
+  for (const auto& [major, allowed] : kAllowed)
+    if (unsigned excess = mode & ~(bit(major) | bits(allowed)); (mode & bit(major)) && excess)
+      log::fatal("with option -%c, do not specify %s", major, option_names(excess).c_str());
+}
+
 int run(int argc, char** argv) {
   Options o;
   o.dir = Config::default_config_dir();
   int c;
   opterr = 0;
+  unsigned mode = 0;  // the options of kOptionOrder given
   while ((c = getopt(argc, argv, "aAbc:deEfFhHlmMno:pPtT:vxX#")) != -1) {
+    if (c != 'C' && c != '?' && kOptionOrder.find(static_cast<char>(c)) != std::string_view::npos) mode |= bit(static_cast<char>(c));
     switch (c) {
       case 'a': case 'A': case 'l': case 'm': o.list_types = static_cast<char>(c); break;
       case 'c': o.dir = optarg; break;
@@ -357,7 +483,10 @@ int run(int argc, char** argv) {
         break;
       }
       case 'p': break;
-      case 'b': case 't': o.templates = static_cast<char>(c); break;
+      case 'b': case 't':
+        if (o.templates) log::fatal("specify one of -b and -t");
+        o.templates = static_cast<char>(c);
+        break;
       case 'T':
         log::fatal("-%c: not supported by this version", c);
       case 'P': o.parameters = true; break;
@@ -373,10 +502,13 @@ int run(int argc, char** argv) {
   for (int i = optind; i < argc; ++i) o.args.emplace_back(argv[i]);
   // As Postfix since 2.8: a first argument name=value (or, with -M, -F or
   // -P, service/type...=value) edits without -e.
-  if (!o.edit && !o.exclude && !o.comment && !o.args.empty() && o.args[0].find('=') != std::string::npos)
+  if (!(mode & kMajorModes)) mode |= bit('p');
+  if ((mode & bits("pMFP")) && !o.args.empty() && o.args[0].find('=') != std::string::npos) {
+    mode |= bit('e');
     o.edit = true;
-  if (o.edit + o.exclude + o.comment > 1) log::fatal("specify one of -e, -X or -#");
-  if (o.master + o.fields + o.parameters > 1) log::fatal("specify one of -M, -F or -P");
+  }
+  check_options(mode);
+  if (o.edit && o.args.empty()) log::fatal("-e requires name=value argument");
   if (o.list_types) return list_types(o.list_types);
   if (o.templates) return show_templates(o);
   if (o.edit || o.exclude || o.comment) return edit_files(o);
