@@ -4,6 +4,7 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -86,12 +87,27 @@ Args parse_args(int argc, char** argv) {
   return a;
 }
 
+// A daemon handles one message after another with the same few large
+// buffers (64 KB read chunks and write buffers, a whole header or message).
+// glibc's defaults give the free top of the heap back to the kernel past
+// 128 KB and map each block of 128 KB or more anew: every message then paid
+// brk or mmap, munmap, and page faults on fresh zeroed pages (a sixth of the
+// virtual agent's samples at 100 KB per message).  Blocks up to 4 MB come
+// from the heap, and up to 8 MB of free heap is kept between messages; it
+// is resident only if a message used it, and goes when the process exits
+// (max_use, max_idle).
+void keep_heap_between_messages() {
+  ::mallopt(M_MMAP_THRESHOLD, 4 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 8 << 20);
+}
+
 // The state of one skeleton process.
 class Skeleton {
  public:
   Skeleton(Kind kind, const Callbacks& callbacks) : kind_(kind), callbacks_(callbacks) {}
 
   void start(int argc, char** argv) {
+    keep_heap_between_messages();
     ctx_.program = basename_of(argv[0]);
     log::init(argv[0]);
     args_ = parse_args(argc, argv);
