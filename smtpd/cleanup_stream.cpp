@@ -28,6 +28,7 @@ namespace mta::smtpd {
 
 namespace {
 constexpr size_t kLowWater = 64 * 1024;
+constexpr size_t kHeldSlack = 4 * 1024;  // a record past kLowWater, without growing held_
 
 // Connections kept after a message (see cleanup_stream.hpp), newest last,
 // each with its socket path.  While kept, a connection that cleanup closes
@@ -339,6 +340,7 @@ void CleanupStream::record(char type, std::string_view payload) {
   // then wakes once for a small message instead of once per SMTP command
   // and per piece of DATA (each wakeup is a context switch on both sides).
   bool was_empty = held_.empty();
+  if (was_empty && held_.capacity() < kLowWater) held_.reserve(kLowWater + kHeldSlack);
   queue::append_record(held_, type, payload);
   if (held_.size() >= kLowWater)
     flush_held();
@@ -365,9 +367,22 @@ void CleanupStream::on_hold(evutil_socket_t, short, void* self) {
     s->flush_held();
 }
 
+// The held bytes go to the output buffer without a copy: the buffer owns
+// the string until the bytes are written (a 100 KB message was copied
+// whole from held_ into the bufferevent).  held_ gets room for the next
+// bulk when it starts again (record()), so that it does not grow (and copy)
+// by doubling; between messages it holds nothing.
 void CleanupStream::flush_held() {
   if (hold_timer_) evtimer_del(hold_timer_);
-  if (bev_ && !held_.empty()) bufferevent_write(bev_, held_.data(), held_.size());
+  if (bev_ && !held_.empty()) {
+    auto* bytes = new std::string(std::move(held_));
+    auto release = [](const void*, size_t, void* owner) { delete static_cast<std::string*>(owner); };
+    if (evbuffer_add_reference(bufferevent_get_output(bev_), bytes->data(), bytes->size(), release, bytes) != 0) {
+      bufferevent_write(bev_, bytes->data(), bytes->size());
+      delete bytes;
+    }
+    held_ = std::string();
+  }
   held_.clear();
 }
 

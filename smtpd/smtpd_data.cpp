@@ -260,6 +260,7 @@ void Session::data_input() {
       cleanup_->on_drained([this] { resume_input(); });
       return;
     }
+    if (data_lines_in_place(in, limit)) continue;
     struct evbuffer_ptr lf = evbuffer_search(in, "\n", 1, nullptr);
     size_t have = evbuffer_get_length(in);
     if (lf.pos < 0 || static_cast<size_t>(lf.pos) > limit) {
@@ -282,6 +283,40 @@ void Session::data_input() {
     if (crlf) line.pop_back();
     data_line(line, crlf, true);
   }
+}
+
+// The complete lines at the front of the input's first contiguous piece,
+// read where they are and drained together (per line, the input was
+// searched, copied out and drained, with libevent's callbacks each time).
+// False when there is none: a line that goes on in the next piece or is
+// longer than the limit is left to the caller, which copies it out.
+bool Session::data_lines_in_place(struct evbuffer* in, size_t limit) {
+  evbuffer_iovec piece;
+  if (evbuffer_peek(in, -1, nullptr, &piece, 1) < 1 || piece.iov_len == 0) return false;
+  const char* base = static_cast<const char*>(piece.iov_base);
+  size_t used = 0;
+  while (used < piece.iov_len && phase_ == Phase::data && !closing_) {
+    const char* lf = static_cast<const char*>(std::memchr(base + used, '\n', piece.iov_len - used));
+    if (!lf) break;
+    size_t n = static_cast<size_t>(lf - (base + used));
+    if (n > limit) break;
+    std::string_view line(base + used, n);
+    bool crlf = !line.empty() && line.back() == '\r';
+    if (crlf) line.remove_suffix(1);
+    used += n + 1;
+    if (line == ".") {
+      // It may end the message: what follows is no longer DATA, and the
+      // input is as it would be after this line when the session goes on.
+      evbuffer_drain(in, used);
+      data_line(".", crlf, true);
+      return true;
+    }
+    data_line(line, crlf, true);
+    if (cleanup_ && cleanup_->pending() > kCleanupBacklog) break;
+  }
+  if (used == 0) return false;
+  evbuffer_drain(in, used);
+  return true;
 }
 
 void Session::data_line(std::string_view line, bool crlf, bool complete) {

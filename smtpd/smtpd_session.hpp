@@ -172,6 +172,7 @@ class Session {
   void write_recipient(const std::string& internal, const std::string& given, int notify, const std::string& orcpt);
   void begin_content();
   void data_input();
+  bool data_lines_in_place(struct evbuffer* in, size_t limit);
   void data_line(std::string_view line, bool crlf, bool complete);
   void bdat_input();
   void bdat_content(std::string_view bytes, bool flush);
