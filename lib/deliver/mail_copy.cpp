@@ -103,9 +103,15 @@ FileSink::~FileSink() {
 }
 
 bool FileSink::flush_buffer() {
+  if (!write_all(buffer_)) return false;
+  buffer_.clear();
+  return true;
+}
+
+bool FileSink::write_all(std::string_view bytes) {
   size_t done = 0;
-  while (done < buffer_.size()) {
-    ssize_t n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
     if (n < 0) {
       if (errno == EINTR) continue;
       return false;
@@ -116,13 +122,13 @@ bool FileSink::flush_buffer() {
     }
     done += static_cast<size_t>(n);
   }
-  buffer_.clear();
   return true;
 }
 
 bool FileSink::write(std::string_view bytes) {
+  if (buffer_.empty() && bytes.size() >= kCopyChunk) return write_all(bytes);  // a bulk: no copy
   buffer_.append(bytes);
-  if (buffer_.size() >= 65536) return flush_buffer();
+  if (buffer_.size() >= kCopyChunk) return flush_buffer();
   return true;
 }
 
@@ -163,10 +169,11 @@ CopyResult mail_copy(int queue_fd, const std::string& queue_path, off_t data_off
                      int flags, CopySink& sink) {
   CopyResult result;
   std::string out = copy_prolog(envelope, flags);
+  out.reserve(kCopyChunk + kCopySlack);  // filled to kCopyChunk without growing
   ContentWriter content(flags);
   queue::RecordReader in(queue_fd, queue_path);
   in.seek(data_offset);
-  queue::Record rec;
+  queue::RecordView rec;  // in place: the content is copied once, into out
   bool write_failed = false, read_failed = false, corrupt = false;
   int write_errno = 0, read_errno = 0;
   for (;;) {
@@ -185,7 +192,7 @@ CopyResult mail_copy(int queue_fd, const std::string& queue_path, off_t data_off
       break;
     }
     content.feed(rec.type, rec.data, out);
-    if (out.size() >= 65536) {
+    if (out.size() >= kCopyChunk) {
       if (!sink.write(out)) {
         write_failed = true;
         write_errno = errno;

@@ -61,6 +61,11 @@ class ContentWriter {
   bool at_line_start_ = true;
 };
 
+// mail_copy() hands the content to its sink in bulks of about kCopyChunk
+// bytes (a FileSink writes such a bulk as it is, without copying it).
+inline constexpr size_t kCopyChunk = 64 * 1024;
+inline constexpr size_t kCopySlack = 4 * 1024;
+
 // Where a copy goes.  write() and finish() return false with errno set.
 class CopySink {
  public:
@@ -89,6 +94,7 @@ class FileSink : public CopySink {
   off_t start_ = 0;
   std::string buffer_;
   bool flush_buffer();
+  bool write_all(std::string_view bytes);
 };
 
 struct CopyResult {

@@ -259,10 +259,10 @@ ReadStatus RecordReader::fail(std::string message) {
   return ReadStatus::error;
 }
 
-bool RecordReader::follow_pointer(const std::string& payload) {
+bool RecordReader::follow_pointer(std::string_view payload) {
   auto target = parse_number(payload);
   if (!target || *target < 0) {
-    fail(name_ + ": malformed pointer record value: " + payload);
+    fail(name_ + ": malformed pointer record value: " + std::string(payload));
     return false;
   }
   if (*target == 0) return true;  // a dummy pointer: read on
@@ -276,6 +276,17 @@ bool RecordReader::follow_pointer(const std::string& payload) {
 }
 
 ReadStatus RecordReader::next(Record& record) {
+  RecordView view;
+  ReadStatus st = next(view);
+  if (st == ReadStatus::ok) {
+    record.type = view.type;
+    record.offset = view.offset;
+    record.data.assign(view.data);
+  }
+  return st;
+}
+
+ReadStatus RecordReader::next(RecordView& record) {
   error_.clear();
   for (;;) {
     off_t start = pos_;
@@ -296,18 +307,26 @@ ReadStatus RecordReader::next(Record& record) {
                   std::to_string(type));
     record.type = static_cast<char>(type);
     record.offset = start;
-    record.data.clear();
-    // Copy what the buffer holds, a chunk at a time: a bogus length costs no
-    // more memory than the file has bytes.
     size_t want = static_cast<size_t>(len);
-    while (record.data.size() < want) {
-      if (!fill(pos_))
-        return fail(name_ + ": unexpected EOF in data, record type " + std::to_string(type) +
-                    " length " + std::to_string(len));
-      size_t at = static_cast<size_t>(pos_ - buf_start_);
-      size_t n = std::min(want - record.data.size(), buf_len_ - at);
-      record.data.append(buf_, at, n);
-      pos_ += static_cast<off_t>(n);
+    size_t at = static_cast<size_t>(pos_ - buf_start_);
+    if (want == 0 || (fill(pos_) && (at = static_cast<size_t>(pos_ - buf_start_)) + want <= buf_len_)) {
+      // In the buffer already: no copy.
+      record.data = std::string_view(buf_.data() + (want == 0 ? 0 : at), want);
+      pos_ += static_cast<off_t>(want);
+    } else {
+      // Across reads: copied a chunk at a time, so that a bogus length
+      // costs no more memory than the file has bytes.
+      spill_.clear();
+      while (spill_.size() < want) {
+        if (!fill(pos_))
+          return fail(name_ + ": unexpected EOF in data, record type " + std::to_string(type) +
+                      " length " + std::to_string(len));
+        at = static_cast<size_t>(pos_ - buf_start_);
+        size_t n = std::min(want - spill_.size(), buf_len_ - at);
+        spill_.append(buf_, at, n);
+        pos_ += static_cast<off_t>(n);
+      }
+      record.data = spill_;
     }
     if (record.type == rec::kPointer && options_.follow_pointers) {
       if (!follow_pointer(record.data)) return ReadStatus::error;

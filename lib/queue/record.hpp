@@ -152,6 +152,13 @@ struct Record {
   off_t offset = -1;  // where the type byte lies in the file
 };
 
+// A record whose data is read in place: valid until the reader's next call.
+struct RecordView {
+  char type = 0;
+  std::string_view data;
+  off_t offset = -1;
+};
+
 enum class ReadStatus { ok, eof, error };
 
 class RecordReader {
@@ -173,6 +180,9 @@ class RecordReader {
   }
 
   ReadStatus next(Record& record);
+  // The same without a copy of the data when it lies in the read buffer
+  // (a delivery agent reads a whole message this way).
+  ReadStatus next(RecordView& record);
   // After ReadStatus::error: what went wrong, e.g. "FILE: unexpected EOF in
   // data, record type 78 length 100".
   const std::string& error() const { return error_; }
@@ -189,7 +199,7 @@ class RecordReader {
   bool fill(off_t pos);
   int getc();  // -1 at the end
   ReadStatus fail(std::string message);
-  bool follow_pointer(const std::string& payload);
+  bool follow_pointer(std::string_view payload);
 
   int fd_ = -1;
   std::string name_;
@@ -201,6 +211,7 @@ class RecordReader {
   bool memory_ = false;   // buf_ is the whole input
   off_t pos_ = 0;
   std::string error_;
+  std::string spill_;     // a record's data that lay across reads (next(RecordView&))
   int reverse_jumps_ = 0;
   off_t last_jump_ = 0;
 };
