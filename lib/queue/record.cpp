@@ -191,14 +191,17 @@ size_t record_header_size(size_t payload_size) {
 }
 
 void append_record(std::string& out, char type, std::string_view payload) {
-  out += type;
+  char head[1 + 10];  // the type and up to 10 length bytes (64 bits, 7 per byte)
+  size_t n = 0;
+  head[n++] = type;
   size_t len = payload.size();
   do {
     unsigned char byte = static_cast<unsigned char>(len & 0x7f);
     len >>= 7;
     if (len != 0) byte |= 0x80;
-    out += static_cast<char>(byte);
+    head[n++] = static_cast<char>(byte);
   } while (len != 0);
+  out.append(head, n);
   out.append(payload);
 }
 
@@ -286,47 +289,72 @@ ReadStatus RecordReader::next(Record& record) {
   return st;
 }
 
+// The usual case, a whole record (header and data) in the read buffer,
+// parsed there; false leaves everything else (a record across reads, a bad
+// length, the end) to the byte-at-a-time path of next().
+bool RecordReader::next_in_buffer(RecordView& record) {
+  if (pos_ < buf_start_ || pos_ >= buf_start_ + static_cast<off_t>(buf_len_)) return false;
+  size_t at = static_cast<size_t>(pos_ - buf_start_);
+  const auto* p = reinterpret_cast<const unsigned char*>(buf_.data()) + at;
+  size_t avail = buf_len_ - at;
+  unsigned long long len = 0;
+  size_t i = 1;
+  for (unsigned shift = 0;; shift += 7) {
+    if (i >= avail || shift >= kMaxLengthShift) return false;
+    unsigned char byte = p[i++];
+    len |= static_cast<unsigned long long>(byte & 0x7f) << shift;
+    if ((byte & 0x80) == 0) break;
+  }
+  if (len > INT_MAX || (options_.max_length > 0 && len > options_.max_length) || len > avail - i) return false;
+  record.type = static_cast<char>(p[0]);
+  record.offset = pos_;
+  record.data = std::string_view(reinterpret_cast<const char*>(p + i), static_cast<size_t>(len));
+  pos_ += static_cast<off_t>(i + len);
+  return true;
+}
+
 ReadStatus RecordReader::next(RecordView& record) {
   error_.clear();
   for (;;) {
-    off_t start = pos_;
-    int type = getc();
-    if (type < 0) return error_.empty() ? ReadStatus::eof : ReadStatus::error;
-    unsigned long long len = 0;
-    for (unsigned shift = 0;; shift += 7) {
-      if (shift >= kMaxLengthShift)
-        return fail(name_ + ": too many length bits, record type " + std::to_string(type));
-      int byte = getc();
-      if (byte < 0)
-        return fail(name_ + ": unexpected EOF reading length, record type " + std::to_string(type));
-      len |= static_cast<unsigned long long>(byte & 0x7f) << shift;
-      if ((byte & 0x80) == 0) break;
-    }
-    if (len > INT_MAX || (options_.max_length > 0 && len > options_.max_length))
-      return fail(name_ + ": illegal length " + std::to_string(len) + ", record type " +
-                  std::to_string(type));
-    record.type = static_cast<char>(type);
-    record.offset = start;
-    size_t want = static_cast<size_t>(len);
-    size_t at = static_cast<size_t>(pos_ - buf_start_);
-    if (want == 0 || (fill(pos_) && (at = static_cast<size_t>(pos_ - buf_start_)) + want <= buf_len_)) {
-      // In the buffer already: no copy.
-      record.data = std::string_view(buf_.data() + (want == 0 ? 0 : at), want);
-      pos_ += static_cast<off_t>(want);
-    } else {
-      // Across reads: copied a chunk at a time, so that a bogus length
-      // costs no more memory than the file has bytes.
+    if (!next_in_buffer(record)) {
+      off_t start = pos_;
+      int type = getc();
+      if (type < 0) return error_.empty() ? ReadStatus::eof : ReadStatus::error;
+      unsigned long long len = 0;
+      for (unsigned shift = 0;; shift += 7) {
+        if (shift >= kMaxLengthShift)
+          return fail(name_ + ": too many length bits, record type " + std::to_string(type));
+        int byte = getc();
+        if (byte < 0)
+          return fail(name_ + ": unexpected EOF reading length, record type " + std::to_string(type));
+        len |= static_cast<unsigned long long>(byte & 0x7f) << shift;
+        if ((byte & 0x80) == 0) break;
+      }
+      if (len > INT_MAX || (options_.max_length > 0 && len > options_.max_length))
+        return fail(name_ + ": illegal length " + std::to_string(len) + ", record type " +
+                    std::to_string(type));
+      record.type = static_cast<char>(type);
+      record.offset = start;
+      // What the buffer does not hold is copied a chunk at a time, so that a
+      // bogus length costs no more memory than the file has bytes.
+      size_t want = static_cast<size_t>(len);
       spill_.clear();
       while (spill_.size() < want) {
         if (!fill(pos_))
           return fail(name_ + ": unexpected EOF in data, record type " + std::to_string(type) +
                       " length " + std::to_string(len));
-        at = static_cast<size_t>(pos_ - buf_start_);
+        size_t at = static_cast<size_t>(pos_ - buf_start_);
         size_t n = std::min(want - spill_.size(), buf_len_ - at);
+        if (spill_.empty() && n == want) {  // all of it in the buffer after all
+          record.data = std::string_view(buf_.data() + at, n);
+          pos_ += static_cast<off_t>(n);
+          break;
+        }
         spill_.append(buf_, at, n);
         pos_ += static_cast<off_t>(n);
+        record.data = spill_;
       }
-      record.data = spill_;
+      if (want == 0) record.data = std::string_view();
     }
     if (record.type == rec::kPointer && options_.follow_pointers) {
       if (!follow_pointer(record.data)) return ReadStatus::error;

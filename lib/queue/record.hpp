@@ -200,6 +200,7 @@ class RecordReader {
   int getc();  // -1 at the end
   ReadStatus fail(std::string message);
   bool follow_pointer(std::string_view payload);
+  bool next_in_buffer(RecordView& record);
 
   int fd_ = -1;
   std::string name_;

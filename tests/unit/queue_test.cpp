@@ -226,6 +226,60 @@ TEST_CASE("random bytes never crash or hang the reader") {
   }
 }
 
+TEST_CASE("records read from a file in chunks: in place and copied, whole and cut short") {
+  // Records of every size class around the reader's chunks (4 KB, doubling
+  // to 64 KB), so that headers and data fall across reads; read with
+  // next(Record&) and with next(RecordView&), which must agree.
+  std::mt19937 rng(4242);
+  std::vector<std::pair<char, std::string>> want;
+  std::string bytes;
+  for (int i = 0; i < 400; ++i) {
+    size_t size = (i % 7 == 0) ? rng() % 20000 : (i % 3 == 0) ? rng() % 300 : rng() % 90;
+    std::string data(size, '\0');
+    for (char& c : data) c = static_cast<char>('a' + rng() % 26);
+    char type = "NLM"[i % 3];
+    want.emplace_back(type, data);
+    bytes += encode_record(type, data);
+  }
+  std::string path = std::filesystem::temp_directory_path() / ("records." + std::to_string(::getpid()));
+  auto read_file = [&](const std::string& content, bool view, std::vector<std::pair<char, std::string>>& got) {
+    { std::ofstream(path, std::ios::binary) << content; }
+    int fd = ::open(path.c_str(), O_RDONLY);
+    REQUIRE(fd >= 0);
+    RecordReader in(fd, "f");
+    got.clear();
+    ReadStatus st;
+    for (;;) {
+      if (view) {
+        RecordView r;
+        if ((st = in.next(r)) != ReadStatus::ok) break;
+        got.emplace_back(r.type, std::string(r.data));
+      } else {
+        Record r;
+        if ((st = in.next(r)) != ReadStatus::ok) break;
+        got.emplace_back(r.type, r.data);
+      }
+    }
+    ::close(fd);
+    return st;
+  };
+  std::vector<std::pair<char, std::string>> got;
+  for (bool view : {false, true}) {
+    CHECK(read_file(bytes, view, got) == ReadStatus::eof);
+    CHECK(got == want);
+  }
+  // Cut anywhere: the records before the cut, then an error.
+  for (size_t cut : {size_t{1}, size_t{4095}, size_t{4097}, bytes.size() / 3, bytes.size() - 1}) {
+    std::vector<std::pair<char, std::string>> copied, viewed;
+    ReadStatus a = read_file(bytes.substr(0, cut), false, copied);
+    ReadStatus b = read_file(bytes.substr(0, cut), true, viewed);
+    CHECK(a == b);
+    CHECK(copied == viewed);
+    CHECK(copied.size() < want.size());
+  }
+  std::filesystem::remove(path);
+}
+
 TEST_CASE("pointer records are followed, padding is skipped, loops are caught") {
   // N a | p -> X | w padding | N skipped | X: N b | p 0 (dummy) | N c
   std::string a = encode_record('N', "a");
