@@ -113,12 +113,27 @@ until_true() {
     sleep 0.05
   done
 }
+# watch_start OUT ARGS...: bench/watch.py ARGS in the background (pid in
+# WATCH_PID), writing to OUT; returns once its watches are set.  watch_end
+# OUT: waits for it; the time at which it saw the end is then in WATCH_TIME;
+# non-zero when it timed out.  (inotify: the end of a run is seen when it happens, at
+# no cost while the systems run; polling with find or ls every 50 ms cost
+# CPU, and saw the end up to 50 ms late.)  watch_end sets WATCH_TIME (not
+# through $(...): a subshell cannot wait for the watcher).
+watch_start() {
+  local out=$1 i; shift
+  python3 "$top/bench/watch.py" "$@" >"$out" &
+  WATCH_PID=$!
+  for ((i = 0; i < 500; i++)); do grep -q '^ready' "$out" 2>/dev/null && return 0; sleep 0.01; done
+  return 1
+}
+watch_end() { local rc=0; wait "$WATCH_PID" || rc=1; WATCH_TIME=$(tail -n 1 "$1"); return $rc; }
+queue_dirs() { local d; for d in incoming active deferred hold maildrop; do echo "$w/$1/queue/$d"; done; }
 box() { echo "$w/$1/vmail/box/new"; }
 in_box() { ls -U "$(box "$1")" 2>/dev/null | wc -l; }
 box_has() { [ "$(in_box "$1")" -ge "$2" ]; }
 clear_box() { find "$(box "$1")" -type f -delete 2>/dev/null || true; }
 queue_empty() { [ "$(queue_files "$1")" = 0 ]; }
-src_done_queue_empty() { [ -f "$w/src.end" ] && queue_empty "$1"; }
 settle() {  # WHO: wait (bounded) until WHO's queue is empty, then empty the mailbox
   until_true "$LIMIT" queue_empty "$1" || echo "warning: $(name "$1")'s queue still holds $(queue_files "$1") files" >&2
   clear_box "$1"
@@ -138,12 +153,14 @@ e2e() {
   local who=$1 n=$2 c=$3 size=$4 rcpt=$5 mode=$6 s e pid t0 t1 rc=0 tck
   tck=$(getconf CLK_TCK)
   rm -f "$w/src.end" "$w/src.rc"
+  if [ "$mode" = maildir ]; then watch_start "$w/watch.out" count "$(box "$who")" "$(( $(in_box "$who") + n ))" "$LIMIT"
+  else watch_start "$w/watch.out" empty "$LIMIT" --after "$w/src.end" $(queue_dirs "$who"); fi ||
+    { echo "warning: bench/watch.py did not start: $(cat "$w/watch.out")" >&2; return 1; }
   t0=$(cpu "$who"); s=$(now)
-  { send "$who" "$n" "$c" "$size" "$rcpt" || echo $? >"$w/src.rc"; now >"$w/src.end"; } &
+  { send "$who" "$n" "$c" "$size" "$rcpt" || echo $? >"$w/src.rc"; now >"$w/src.time"; mv "$w/src.time" "$w/src.end"; } &
   pid=$!
-  if [ "$mode" = maildir ]; then until_true "$LIMIT" box_has "$who" "$n" || rc=1
-  else until_true "$LIMIT" src_done_queue_empty "$who" || rc=1; fi
-  e=$(now); t1=$(cpu "$who")
+  watch_end "$w/watch.out" || rc=1
+  e=$WATCH_TIME; t1=$(cpu "$who")
   wait "$pid" || true
   if [ -f "$w/src.rc" ]; then
     echo "warning: smtp-source into $(name "$who") failed: $(tail -2 "$w/src.$who.err")" >&2; return 1
@@ -269,9 +286,10 @@ relay() {
         qmgr_on "$who" no
         fill "$who" "$kind" "$n"
         l0=$(sent_lines "$who")
+        watch_start "$w/watch.out" empty "$LIMIT" $(queue_dirs "$who") || die "bench/watch.py did not start"
         t0=$(cpu "$who"); s=$(now); qmgr_on "$who" yes
-        if until_true "$LIMIT" queue_empty "$who"; then
-          e=$(now); t1=$(cpu "$who"); rate "$n" "$s" "$e" >>"$w/relay$kind.e2e.$who"
+        if watch_end "$w/watch.out"; then
+          e=$WATCH_TIME; t1=$(cpu "$who"); rate "$n" "$s" "$e" >>"$w/relay$kind.e2e.$who"
           awk -v t="$((t1 - t0))" -v k="$tck" -v n="$n" 'BEGIN { printf "%.3f\n", t * 1000 / k / n }' >>"$w/relay$kind.cpu.$who"
         else
           echo "warning: $(name "$who"): $kind relay not drained within ${LIMIT}s ($(queue_files "$who") left)" >&2
