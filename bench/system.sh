@@ -90,6 +90,10 @@ SINK_PORTS=($(printf '%s\n' "${SINK_PORTS[@]}" | grep -vxF -e "$PORT_OURS" -e "$
 SINK_PORT=${SINK_PORTS[0]} SINK_PORTS=("${SINK_PORTS[@]:1}")
 for who in ours real; do
   install -d -o nobody -g nogroup -m 755 "$w/$who/vmail"
+  # The Maildir as virtual makes it, so that bench/watch.py can watch new/
+  # before the first delivery (a run of a or sweep without f).
+  install -d -o nobody -g nogroup -m 700 "$w/$who/vmail/box" "$w/$who/vmail/box/tmp" \
+    "$w/$who/vmail/box/new" "$w/$who/vmail/box/cur"
   { printf 'discard.example\tdiscard:\nsink.example\tsmtp:[127.0.0.1]:%s\n' "$SINK_PORT"
     for ((i = 0; i < DESTINATIONS; i++)); do printf 'd%d.sink.example\tsmtp:[127.0.0.1]:%s\n' "$i" "${SINK_PORTS[$i]}"; done
   } >"$w/$who/transport"
@@ -125,6 +129,7 @@ watch_start() {
   python3 "$top/bench/watch.py" "$@" >"$out" &
   WATCH_PID=$!
   for ((i = 0; i < 500; i++)); do grep -q '^ready' "$out" 2>/dev/null && return 0; sleep 0.01; done
+  kill "$WATCH_PID" 2>/dev/null; wait "$WATCH_PID" 2>/dev/null
   return 1
 }
 watch_end() { local rc=0; wait "$WATCH_PID" || rc=1; WATCH_TIME=$(tail -n 1 "$1"); return $rc; }

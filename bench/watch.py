@@ -69,9 +69,9 @@ class Watcher:
             wd, mask, _, size = struct.unpack_from("iIII", data, pos)
             name = data[pos + 16:pos + 16 + size].rstrip(b"\0").decode(errors="replace")
             pos += 16 + size
-            if mask & IN_Q_OVERFLOW:
+            if mask & IN_Q_OVERFLOW:  # events were lost: look again (new subdirectories too)
                 for path in list(self.names):
-                    self.rescan(path, False)
+                    self.rescan(path, True)
                 continue
             path = self.dirs.get(wd)
             if path is None:
