@@ -201,10 +201,9 @@ Status AttrEncoder::check_name(std::string_view name) const {
   if (name.empty()) return {Errc::unencodable, "empty attribute name"};
   if (name == kGroupOpen || name == kGroupClose)
     return {Errc::unencodable, "attribute name \"" + std::string(name) + "\" is reserved for groups"};
-  std::string_view bad = format_ == Format::plain ? std::string_view("=\n\0", 3)
-                         : format_ == Format::zero ? std::string_view("\0", 1)
-                                                   : std::string_view();
-  if (name.find_first_of(bad) != std::string_view::npos)
+  if (format_ == Format::zero ? name.find('\0') != std::string_view::npos  // one byte: memchr
+                              : format_ == Format::plain && name.find_first_of(std::string_view("=\n\0", 3)) !=
+                                                                std::string_view::npos)
     return {Errc::unencodable, "attribute name \"" + printable(name) + "\" cannot be sent in the " +
                                    to_string(format_) + " form"};
   return {};
@@ -220,10 +219,9 @@ void AttrEncoder::put_string(std::string_view text, char terminator) {
 
 Status AttrEncoder::str(std::string_view name, std::string_view value) {
   if (Status st = check_name(name); !st) return st;
-  std::string_view bad = format_ == Format::plain ? std::string_view("\n\0", 2)
-                         : format_ == Format::zero ? std::string_view("\0", 1)
-                                                   : std::string_view();
-  if (value.find_first_of(bad) != std::string_view::npos)
+  if (format_ == Format::zero ? value.find('\0') != std::string_view::npos
+                              : format_ == Format::plain && value.find_first_of(std::string_view("\n\0", 2)) !=
+                                                                std::string_view::npos)
     return {Errc::unencodable, "value of attribute " + std::string(name) + " cannot be sent in the " +
                                    to_string(format_) + " form"};
   switch (format_) {

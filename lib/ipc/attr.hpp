@@ -148,6 +148,7 @@
 // the messages above, are in mail_proto.hpp.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
@@ -286,6 +287,8 @@ class AttrEncoder {
   const std::string& bytes() const { return out_; }
   std::string take() { return std::exchange(out_, {}); }
   void clear() { out_.clear(); }
+  size_t size() const { return out_.size(); }
+  void truncate(size_t size) { out_.resize(std::min(size, out_.size())); }  // back to an earlier size()
 
  private:
   Status check_name(std::string_view name) const;

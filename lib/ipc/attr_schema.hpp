@@ -288,10 +288,12 @@ Status get_fields(AttrReader& r, T& obj, const Schema<F...>& s, const ReadOption
 // ATTR_FLAG_MORE) to enc; on failure nothing is appended.
 template <Described T>
 Status encode(AttrEncoder& enc, const T& obj, bool terminate = true) {
-  AttrEncoder tmp(enc.format());
-  if (Status st = schema_detail::put_fields(tmp, obj, T::attr_schema()); !st) return st;
-  if (terminate) tmp.end();
-  enc.raw(tmp.bytes());
+  size_t mark = enc.size();  // encoded in place, cut back on failure
+  if (Status st = schema_detail::put_fields(enc, obj, T::attr_schema()); !st) {
+    enc.truncate(mark);
+    return st;
+  }
+  if (terminate) enc.end();
   return {};
 }
 

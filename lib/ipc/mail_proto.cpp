@@ -54,9 +54,12 @@ bool MsgStats::from_attr_data(std::string_view bytes) {
 // ---- delivery requests
 
 Status write_deliver_request(Channel& ch, const DeliverRequest& req) {
-  DeliverRequest head = req;
-  head.recipient_count = static_cast<int>(req.recipients.size());
-  if (Status st = ch.write(head); !st) return st;
+  if (req.recipient_count != static_cast<int>(req.recipients.size())) {
+    DeliverRequest counted = req;  // (qmgr sets the count: no copy there)
+    counted.recipient_count = static_cast<int>(req.recipients.size());
+    return write_deliver_request(ch, counted);
+  }
+  if (Status st = ch.write(req); !st) return st;
   for (const Recipient& r : req.recipients)
     if (Status st = ch.write(r); !st) return st;
   return ch.flush();
