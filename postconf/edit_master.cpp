@@ -123,45 +123,18 @@ void parse_file(const std::string& text, const std::string& path, std::vector<Li
 
 // -Fe: the field's value is checked alone, with Postfix's message.
 void set_field(MasterEntry& e, int field, const std::string& value) {
-  auto invalid = [&] {
-    return ConfigError("invalid " + std::string(config::kMasterFieldNames[field]) + " field \"" + value +
-                       "\" in \"" + value + "\"");
-  };
-  auto yes_no_dash = [](const std::string& v) { return v == "y" || v == "n" || v == "-"; };
-  auto number = [](std::string_view v, bool question) {
-    if (v == "-") return true;
-    if (question && !v.empty() && v.back() == '?') v.remove_suffix(1);
-    return !v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
-  };
-  switch (field) {
-    case 0:
-      if (value.empty()) throw invalid();
-      e.service = value;
-      break;
-    case 1:
-      if (value != "inet" && value != "unix" && value != "unix-dgram" && value != "fifo" && value != "pass")
-        throw invalid();
-      e.type = value;
-      break;
-    case 2: case 3: case 4:
-      if (!yes_no_dash(value)) throw invalid();
-      (field == 2 ? e.private_ : field == 3 ? e.unprivileged : e.chroot) = value;
-      break;
-    case 5:
-      if (!number(value, true)) throw invalid();
-      e.wakeup = value;
-      break;
-    case 6:
-      if (!number(value, false)) throw invalid();
-      e.process_limit = value;
-      break;
-    default: {
-      std::vector<std::string> warnings;
-      std::vector<std::string> argv = config::split_master_args(value, &warnings);
-      if (argv.empty()) throw ConfigError("empty command field");
-      e.argv = std::move(argv);
-    }
+  if (field == kCommandField) {
+    std::vector<std::string> warnings;
+    std::vector<std::string> argv = config::split_master_args(value, &warnings);
+    if (argv.empty()) throw ConfigError("empty command field");
+    e.argv = std::move(argv);
+    return;
   }
+  if (!config::valid_master_field(static_cast<size_t>(field), value))
+    throw ConfigError("invalid " + std::string(config::kMasterFieldNames[field]) + " field \"" + value + "\" in \"" +
+                      value + "\"");
+  std::string* fields[] = {&e.service, &e.type, &e.private_, &e.unprivileged, &e.chroot, &e.wakeup, &e.process_limit};
+  *fields[field] = value;
 }
 
 // -Pe (a value) and -PX (none) of "-o name=value" in the command.

@@ -463,7 +463,7 @@ int run(int argc, char** argv) {
   opterr = 0;
   unsigned mode = 0;  // the options of kOptionOrder given
   while ((c = getopt(argc, argv, "aAbc:deEfFhHlmMno:pPtT:vxX#")) != -1) {
-    if (c != 'C' && c != '?' && kOptionOrder.find(static_cast<char>(c)) != std::string_view::npos) mode |= bit(static_cast<char>(c));
+    if (kOptionOrder.find(static_cast<char>(c)) != std::string_view::npos) mode |= bit(static_cast<char>(c));
     switch (c) {
       case 'a': case 'A': case 'l': case 'm': o.list_types = static_cast<char>(c); break;
       case 'c': o.dir = optarg; break;

@@ -381,9 +381,8 @@ void CleanupStream::flush_held() {
       bufferevent_write(bev_, bytes->data(), bytes->size());
       delete bytes;
     }
-    held_ = std::string();
   }
-  held_.clear();
+  held_.clear();  // (valid, and empty, after the move too)
 }
 
 void CleanupStream::attribute(std::string_view name, std::string_view value) {

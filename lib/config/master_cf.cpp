@@ -6,7 +6,7 @@
 namespace mta::config {
 namespace {
 
-bool yes_no_dash(const std::string& v) { return v == "y" || v == "n" || v == "-"; }
+bool yes_no_dash(std::string_view v) { return v == "y" || v == "n" || v == "-"; }
 
 bool digits(std::string_view v) {
   return !v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -65,34 +65,37 @@ std::vector<std::string> split_master_args(std::string_view text, std::vector<st
   return out;
 }
 
+bool valid_master_field(size_t index, std::string_view value) {
+  switch (index) {
+    case 0: return !value.empty();
+    case 1: return value == "inet" || value == "unix" || value == "unix-dgram" || value == "fifo" || value == "pass";
+    case 2: case 3: case 4: return yes_no_dash(value);
+    case 5:
+      if (!value.empty() && value.back() == '?') value.remove_suffix(1);
+      return value == "-" || digits(value);
+    case 6: return value == "-" || digits(value);
+    default: return true;  // the command is checked when it is split
+  }
+}
+
 MasterEntry parse_master_entry(std::string_view text, const std::string& path, int line,
                                std::vector<std::string>* warnings) {
   std::vector<std::string> f = split_master_args(text, warnings);
   if (f.size() < 8)
     throw ConfigError("file " + path + ": line " + std::to_string(line) + ": bad field count");
-  auto invalid = [&](const char* field, const std::string& value) {
-    return ConfigError("invalid " + std::string(field) + " field \"" + value + "\" in \"" +
-                       std::string(text) + "\"");
-  };
+  for (size_t i = 1; i < 7; ++i)
+    if (!valid_master_field(i, f[i]))
+      throw ConfigError("invalid " + std::string(kMasterFieldNames[i]) + " field \"" + f[i] + "\" in \"" +
+                        std::string(text) + "\"");
   MasterEntry e;
   e.line = line;
   e.service = f[0];
   e.type = f[1];
-  if (e.type != "inet" && e.type != "unix" && e.type != "unix-dgram" && e.type != "fifo" &&
-      e.type != "pass")
-    throw invalid("type", e.type);
   e.private_ = f[2];
-  if (!yes_no_dash(e.private_)) throw invalid("private", e.private_);
   e.unprivileged = f[3];
-  if (!yes_no_dash(e.unprivileged)) throw invalid("unprivileged", e.unprivileged);
   e.chroot = f[4];
-  if (!yes_no_dash(e.chroot)) throw invalid("chroot", e.chroot);
   e.wakeup = f[5];
-  std::string_view w = e.wakeup;
-  if (!w.empty() && w.back() == '?') w.remove_suffix(1);
-  if (e.wakeup != "-" && !digits(w)) throw invalid("wakeup", e.wakeup);
   e.process_limit = f[6];
-  if (e.process_limit != "-" && !digits(e.process_limit)) throw invalid("process_limit", e.process_limit);
   e.argv.assign(f.begin() + 7, f.end());
   for (size_t i = 1; i + 1 < e.argv.size(); ++i) {
     if (e.argv[i] == "-o") {

@@ -36,6 +36,11 @@ struct MasterEntry {
 inline constexpr const char* kMasterFieldNames[] = {
     "service", "type", "private", "unprivileged", "chroot", "wakeup", "process_limit", "command"};
 
+// Whether VALUE may stand in field INDEX of kMasterFieldNames (service
+// non-empty, a known type, y/n/- flags, a wakeup time with an optional '?',
+// a process limit); the command is not checked here.
+bool valid_master_field(size_t index, std::string_view value);
+
 // Parses one logical line; throws ConfigError with Postfix's message.
 // Warnings (unbalanced braces) go to *warnings.
 MasterEntry parse_master_entry(std::string_view text, const std::string& path, int line,

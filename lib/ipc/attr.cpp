@@ -197,13 +197,22 @@ std::string AttrList::to_string() const {
 
 // ---------------------------------------------------------------- encoding
 
+// Whether this form can carry TEXT: the zero form anything but a NUL (one
+// memchr), the plain form none of PLAIN_BAD, base64 anything.
+bool AttrEncoder::carries(std::string_view text, std::string_view plain_bad) const {
+  switch (format_) {
+    case Format::zero: return text.find('\0') == std::string_view::npos;
+    case Format::plain: return text.find_first_of(plain_bad) == std::string_view::npos;
+    case Format::base64: return true;
+  }
+  return true;
+}
+
 Status AttrEncoder::check_name(std::string_view name) const {
   if (name.empty()) return {Errc::unencodable, "empty attribute name"};
   if (name == kGroupOpen || name == kGroupClose)
     return {Errc::unencodable, "attribute name \"" + std::string(name) + "\" is reserved for groups"};
-  if (format_ == Format::zero ? name.find('\0') != std::string_view::npos  // one byte: memchr
-                              : format_ == Format::plain && name.find_first_of(std::string_view("=\n\0", 3)) !=
-                                                                std::string_view::npos)
+  if (!carries(name, std::string_view("=\n\0", 3)))
     return {Errc::unencodable, "attribute name \"" + printable(name) + "\" cannot be sent in the " +
                                    to_string(format_) + " form"};
   return {};
@@ -219,9 +228,7 @@ void AttrEncoder::put_string(std::string_view text, char terminator) {
 
 Status AttrEncoder::str(std::string_view name, std::string_view value) {
   if (Status st = check_name(name); !st) return st;
-  if (format_ == Format::zero ? value.find('\0') != std::string_view::npos
-                              : format_ == Format::plain && value.find_first_of(std::string_view("\n\0", 2)) !=
-                                                                std::string_view::npos)
+  if (!carries(value, std::string_view("\n\0", 2)))
     return {Errc::unencodable, "value of attribute " + std::string(name) + " cannot be sent in the " +
                                    to_string(format_) + " form"};
   switch (format_) {

@@ -292,6 +292,7 @@ class AttrEncoder {
 
  private:
   Status check_name(std::string_view name) const;
+  bool carries(std::string_view text, std::string_view plain_bad) const;
   void put_string(std::string_view text, char terminator);
 
   Format format_;

@@ -335,26 +335,26 @@ ReadStatus RecordReader::next(RecordView& record) {
                     std::to_string(type));
       record.type = static_cast<char>(type);
       record.offset = start;
-      // What the buffer does not hold is copied a chunk at a time, so that a
-      // bogus length costs no more memory than the file has bytes.
       size_t want = static_cast<size_t>(len);
-      spill_.clear();
-      while (spill_.size() < want) {
-        if (!fill(pos_))
-          return fail(name_ + ": unexpected EOF in data, record type " + std::to_string(type) +
-                      " length " + std::to_string(len));
-        size_t at = static_cast<size_t>(pos_ - buf_start_);
-        size_t n = std::min(want - spill_.size(), buf_len_ - at);
-        if (spill_.empty() && n == want) {  // all of it in the buffer after all
-          record.data = std::string_view(buf_.data() + at, n);
+      if (want == 0 || (fill(pos_) && buf_len_ - static_cast<size_t>(pos_ - buf_start_) >= want)) {
+        // All of it in the buffer after all (the header was not).
+        record.data = std::string_view(buf_.data() + (want == 0 ? 0 : pos_ - buf_start_), want);
+        pos_ += static_cast<off_t>(want);
+      } else {
+        // Copied a chunk at a time, so that a bogus length costs no more
+        // memory than the file has bytes.
+        spill_.clear();
+        while (spill_.size() < want) {
+          if (!fill(pos_))
+            return fail(name_ + ": unexpected EOF in data, record type " + std::to_string(type) +
+                        " length " + std::to_string(len));
+          size_t at = static_cast<size_t>(pos_ - buf_start_);
+          size_t n = std::min(want - spill_.size(), buf_len_ - at);
+          spill_.append(buf_, at, n);
           pos_ += static_cast<off_t>(n);
-          break;
         }
-        spill_.append(buf_, at, n);
-        pos_ += static_cast<off_t>(n);
         record.data = spill_;
       }
-      if (want == 0) record.data = std::string_view();
     }
     if (record.type == rec::kPointer && options_.follow_pointers) {
       if (!follow_pointer(record.data)) return ReadStatus::error;
